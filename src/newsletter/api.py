@@ -1,0 +1,255 @@
+"""The library entry points the CLI is a thin shell over: load, check, preview, send.
+
+Everything here raises; nothing prints or exits.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from newsletter.campaign import Campaign, load_campaign
+from newsletter.config import Settings, load_settings
+from newsletter.errors import ConfigError, InputError, TemplateError
+from newsletter.journal import Journal, default_path
+from newsletter.message import Mailbox, MessageBuilder, Outgoing, display_name, parse_mailbox
+from newsletter.recipients import DuplicateRow, InvalidRow, Recipient, RecipientList
+from newsletter.render import Rendered, Renderer
+from newsletter.sender import Plan, Reporter, Sender, SendOptions, Summary
+from newsletter.suppression import UNSUBSCRIBED, read_unsubscribed
+from newsletter.transports import Transport
+from newsletter.transports.outbox import OutboxTransport
+from newsletter.transports.smtp import SMTPTransport
+from newsletter.unsubscribe import UnsubscribeLinks
+
+RECIPIENTS = "recipients.csv"
+ENV_FILE = ".env"
+OUTBOX = "outbox"
+KEPT_PROBLEMS = 1000  # problems listed in full; beyond this only counted
+
+
+@dataclass(frozen=True)
+class Project:
+    """One campaign folder with its settings, list, renderer and message builder, loaded and validated."""
+
+    folder: Path
+    settings: Settings
+    campaign: Campaign
+    recipients: RecipientList
+    renderer: Renderer
+    builder: MessageBuilder
+
+    @property
+    def destination(self) -> str:
+        """The journal's destination kind: outbox deliveries never count for the real list."""
+        return "smtp" if self.settings.smtp is not None else "outbox"
+
+    @property
+    def outbox(self) -> Path:
+        return self.folder / OUTBOX
+
+    def journal(self) -> Journal:
+        return Journal(default_path(self.folder), self.campaign.id, self.destination)
+
+    def transport_factory(self) -> Callable[[], Transport]:
+        smtp = self.settings.smtp
+        if smtp is not None:
+            return lambda: SMTPTransport(smtp)
+        outbox = self.outbox
+        return lambda: OutboxTransport(outbox)
+
+    def message(self, recipient: Recipient, *, deliver_to: str | None = None, subject_prefix: str = "") -> tuple[Rendered, Outgoing]:
+        rendered = self.renderer.render(recipient)
+        if subject_prefix:
+            rendered = Rendered(
+                subject_prefix + rendered.subject, rendered.html, rendered.text, rendered.unsubscribe_url
+            )
+        return rendered, self.builder.build(recipient, rendered, deliver_to=deliver_to)
+
+
+def list_id_for(campaign: Campaign, sender: Mailbox) -> str:
+    """`list_id` from the front matter, or one derived from the sender's domain (RFC 2919)."""
+    explicit = campaign.fields.get("list_id")
+    if isinstance(explicit, str) and explicit.strip():
+        return explicit.strip().strip("<>")
+    name = campaign.fields.get("list_name")
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") if isinstance(name, str) else ""
+    return f"{slug[:40] or 'announcements'}.{sender.domain}"
+
+
+def load_project(
+    folder: Path,
+    *,
+    recipients: Path | None = None,
+    env_file: Path | None = None,
+    environ: Mapping[str, str],
+    overrides: Mapping[str, str | None] | None = None,
+    encoding: str = "utf-8",
+    delimiter: str | None = None,
+) -> Project:
+    """Read settings, announcement and templates; the CSV is opened lazily, row by row."""
+    folder = folder.resolve()
+    if not folder.is_dir():
+        raise ConfigError(f"campaign folder not found: {folder}")
+    if env_file is None and (folder / ENV_FILE).is_file():
+        env_file = folder / ENV_FILE
+    settings = load_settings(environ=environ, env_file=env_file, overrides=overrides)
+    campaign = load_campaign(folder)
+    from_text = settings.sender or campaign.sender
+    if not from_text:
+        raise ConfigError("no sender: set `from` in announcement.md's front matter or NEWSLETTER_FROM")
+    where = "NEWSLETTER_FROM" if settings.sender else f"{campaign.path.name}: from"
+    sender = parse_mailbox(from_text, where=where)
+    reply_text = settings.reply_to or campaign.reply_to
+    reply_to = parse_mailbox(reply_text, where="reply_to") if reply_text else None
+    list_id = list_id_for(campaign, sender)
+    links = UnsubscribeLinks(
+        url=settings.unsubscribe_url,
+        mailto=settings.unsubscribe_mailto,
+        secret=settings.secret,
+        list_id=list_id,
+    )
+    list_name = campaign.fields.get("list_name")
+    list_header = f"{display_name(list_name)} <{list_id}>" if isinstance(list_name, str) else f"<{list_id}>"
+    return Project(
+        folder=folder,
+        settings=settings,
+        campaign=campaign,
+        recipients=RecipientList(
+            (recipients or folder / RECIPIENTS).resolve(), encoding=encoding, delimiter=delimiter
+        ),
+        renderer=Renderer(campaign, links=links),
+        builder=MessageBuilder(sender=sender, reply_to=reply_to, links=links, list_id=list_header),
+    )
+
+
+@dataclass
+class Preflight:
+    """Everything that can be known about a send without sending."""
+
+    valid: int = 0
+    invalid: list[InvalidRow] = field(default_factory=list)
+    invalid_count: int = 0
+    duplicates: list[DuplicateRow] = field(default_factory=list)
+    duplicate_count: int = 0
+    template_errors: list[TemplateError] = field(default_factory=list)
+    largest_html: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.template_errors and not self.invalid_count
+
+
+def preflight(
+    project: Project,
+    *,
+    render: bool = True,
+    max_template_errors: int = 20,
+    progress: Callable[[int], None] | None = None,
+) -> Preflight:
+    """Read every row and render every valid recipient; collect the problems instead of stopping."""
+    report = Preflight()
+    for index, row in enumerate(project.recipients, start=1):
+        if progress is not None and index % 1000 == 0:
+            progress(index)
+        if isinstance(row, InvalidRow):
+            report.invalid_count += 1
+            if len(report.invalid) < KEPT_PROBLEMS:
+                report.invalid.append(row)
+        elif isinstance(row, DuplicateRow):
+            report.duplicate_count += 1
+            if len(report.duplicates) < KEPT_PROBLEMS:
+                report.duplicates.append(row)
+        else:
+            report.valid += 1
+            if render and len(report.template_errors) < max_template_errors:
+                try:
+                    rendered = project.renderer.render(row)
+                except TemplateError as exc:
+                    report.template_errors.append(exc)
+                else:
+                    report.largest_html = max(report.largest_html, len(rendered.html.encode()))
+    return report
+
+
+def find_recipient(project: Project, email: str | None) -> Recipient:
+    """The recipient with this address, or the first valid one."""
+    wanted = email.casefold() if email else None
+    for recipient in project.recipients.recipients():
+        if wanted is None or recipient.key == wanted:
+            return recipient
+    if wanted is None:
+        raise InputError("no valid recipient in the list", path=project.recipients.path)
+    raise InputError(f"no recipient {email!r} in the list", path=project.recipients.path)
+
+
+@dataclass(frozen=True)
+class PreviewFiles:
+    html: Path
+    text: Path
+    eml: Path
+    recipient: Recipient
+
+
+def write_preview(project: Project, out: Path, *, email: str | None = None) -> PreviewFiles:
+    """The inlined HTML, the text part and the whole message for one recipient, as files."""
+    recipient = find_recipient(project, email)
+    rendered, outgoing = project.message(recipient)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9@._+-]", "_", recipient.email)
+    files = PreviewFiles(out / f"{stem}.html", out / f"{stem}.txt", out / f"{stem}.eml", recipient)
+    files.html.write_text(rendered.html, encoding="utf-8")
+    files.text.write_text(rendered.text, encoding="utf-8")
+    files.eml.write_bytes(outgoing.data)
+    return files
+
+
+def unsubscribed(project: Project) -> set[str]:
+    return read_unsubscribed(project.folder / UNSUBSCRIBED)
+
+
+def plan_send(project: Project, journal: Journal | None, options: SendOptions) -> tuple[Plan, int]:
+    """Count who this run sends to, without keeping them: returns the plan and the total."""
+    plan = Plan(journal, options, unsubscribed=unsubscribed(project))
+    count = sum(1 for _ in plan.select(project.recipients.recipients()))
+    return plan, count
+
+
+def send(
+    project: Project,
+    *,
+    options: SendOptions,
+    journal: Journal | None,
+    reporter: Reporter | None = None,
+    stop: threading.Event | None = None,
+) -> Summary:
+    """Send the campaign to every planned recipient; the journal (if any) must be locked by the caller."""
+    counting, total = plan_send(project, journal, options)
+    done = counting.summary.already_done
+    plan = Plan(journal, options, unsubscribed=counting.unsubscribed)
+    sender = Sender(
+        transport_factory=project.transport_factory(),
+        build=lambda r: project.message(r)[1],
+        journal=journal,
+        options=options,
+        reporter=reporter,
+        stop=stop,
+    )
+    selected: Iterator[Recipient] = plan.select(project.recipients.recipients())
+    return sender.run(selected, total=total + done, done=done, summary=plan.summary)
+
+
+def send_test(project: Project, to: str, *, email: str | None = None) -> Outgoing:
+    """One `[TEST]` message rendered for a list recipient, delivered only to `to`; no journal."""
+    recipient = find_recipient(project, email)
+    _, outgoing = project.message(recipient, deliver_to=to, subject_prefix="[TEST] ")
+    transport = project.transport_factory()()
+    transport.open()
+    try:
+        transport.send(outgoing)
+    finally:
+        transport.close()
+    return outgoing

@@ -1,0 +1,129 @@
+"""One root error type; subclasses carry where it happened so the CLI can say it.
+
+The library raises, only the CLI prints. Input and configuration problems
+(`InputError`) mean nothing was sent and map to exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class NewsletterError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class InputError(NewsletterError):
+    """Bad input or configuration, found before anything is sent.
+
+    `path`, `line` and `field` say where; `str()` gives the
+    `file:line: field 'x': reason` form users can jump to.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        path: Path | str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.path = Path(path) if path is not None else None
+        self.line = line
+        self.field = field
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path is not None:
+            where = self.path.name if self.path.is_absolute() else str(self.path)
+            if self.line is not None:
+                where += f":{self.line}"
+            where += ": "
+        field = f"field '{self.field}': " if self.field else ""
+        return f"{where}{field}{self.reason}"
+
+
+class ConfigError(InputError):
+    """A setting (flag, environment or `.env`) is missing or malformed."""
+
+
+class CampaignError(InputError):
+    """`announcement.md` cannot be read: front matter, required keys, Markdown."""
+
+
+class RecipientsError(InputError):
+    """The recipients CSV as a whole is unusable (encoding, header, no email column)."""
+
+
+class TemplateError(InputError):
+    """A template failed to load or render; `recipient_line` names the CSV row."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        path: Path | str | None = None,
+        line: int | None = None,
+        recipient: str | None = None,
+    ) -> None:
+        self.recipient = recipient
+        super().__init__(reason, path=path, line=line)
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} (rendering for {self.recipient})" if self.recipient else text
+
+
+class DeliveryError(NewsletterError):
+    """The relay could not be used at all (connect, TLS, auth); nothing more can be sent.
+
+    Carries `host` and `port` so the message reads `host:port: reason`.
+    """
+
+    def __init__(self, reason: str, *, host: str, port: int, code: int | None = None) -> None:
+        self.reason = reason
+        self.host = host
+        self.port = port
+        self.code = code
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        code = f"{self.code} " if self.code else ""
+        return f"{self.host}:{self.port}: {code}{self.reason}"
+
+
+class SetupError(DeliveryError):
+    """TLS or authentication refused: a configuration problem, exit 2, nothing marked."""
+
+
+class ConnectionLost(DeliveryError, ConnectionError):
+    """The connection dropped or timed out; a reconnect may help.
+
+    `data_sent` is true when the message data had been handed over before the
+    break: the relay may or may not have taken it, so the outcome is unknown.
+    """
+
+    def __init__(
+        self, reason: str, *, host: str, port: int, code: int | None = None, data_sent: bool = False
+    ) -> None:
+        self.data_sent = data_sent
+        super().__init__(reason, host=host, port=port, code=code)
+
+
+class RecipientRefused(NewsletterError):
+    """The relay answered one message with an error reply.
+
+    `permanent` is true for 5xx replies (never retried automatically) and
+    false for 4xx (deferred, retried later).
+    """
+
+    def __init__(self, code: int, text: str) -> None:
+        self.code = code
+        self.text = text
+        super().__init__(f"{code} {text}")
+
+    @property
+    def permanent(self) -> bool:
+        return 500 <= self.code < 600

@@ -225,11 +225,17 @@ def send(
     journal: Journal | None,
     reporter: Reporter | None = None,
     stop: threading.Event | None = None,
+    planned: Plan | None = None,
 ) -> Summary:
-    """Send the campaign to every planned recipient; the journal (if any) must be locked by the caller."""
-    counting, total = plan_send(project, journal, options)
-    done = counting.summary.already_done
-    plan = Plan(journal, options, unsubscribed=counting.unsubscribed)
+    """Send the campaign to every planned recipient; the journal (if any) must be locked by the caller.
+
+    `planned` is a finished `plan_send` count, when the caller already made one (it
+    reads the whole list, which is worth doing once, not twice).
+    """
+    if planned is None:
+        planned, _ = plan_send(project, journal, options)
+    total, done = planned.summary.planned, planned.summary.already_done
+    plan = Plan(journal, options, unsubscribed=planned.unsubscribed)
     sender = Sender(
         transport_factory=project.transport_factory(),
         build=lambda r: project.message(r)[1],

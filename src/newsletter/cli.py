@@ -40,7 +40,7 @@ from newsletter.config import DEFAULT_CONNECTIONS, parse_rate
 from newsletter.errors import InputError, NewsletterError, SetupError
 from newsletter.journal import DEFERRED, FAILED, SENDING, SENT, UNKNOWN, JournalLocked
 from newsletter.recipients import check_address
-from newsletter.sender import SendOptions, Summary
+from newsletter.sender import Plan, SendOptions, Summary
 from newsletter.starter import init_campaign
 from newsletter.suppression import UNSUBSCRIBED, add_unsubscribed
 
@@ -386,16 +386,19 @@ def send(
                 "outcome is unknown. They are skipped; `newsletter status` lists them, and "
                 "--resend-unknown sends to them."
             )
-        _, pending = api.plan_send(project, journal, options)
+        if project.destination == "outbox" and not any(project.outbox.glob("*.eml")):
+            journal.forget()  # the outbox was emptied on purpose: write it again
+        plan, pending = api.plan_send(project, journal, options)
         if pending == 0:
-            out.print("Nothing to send: every recipient is done. `newsletter status` shows the details.")
+            hint = " (delete the outbox folder to write it again)" if project.destination == "outbox" else ""
+            out.print(f"Nothing to send: every recipient is done{hint}. `newsletter status` shows the details.")
             return
         if project.settings.smtp is not None and not yes:
             _confirm(
                 f"Send {pending} message(s) to {project.settings.smtp.address} as "
                 f"{project.builder.sender.address}?"
             )
-        summary = _run(project, journal, options)
+        summary = _run(project, journal, options, plan)
     _finish(project, summary)
 
 
@@ -424,7 +427,7 @@ def _dry_run(project: api.Project, journal: Any, options: SendOptions) -> None:
     )
 
 
-def _run(project: api.Project, journal: Any, options: SendOptions) -> Summary:
+def _run(project: api.Project, journal: Any, options: SendOptions, plan: Plan) -> Summary:
     progress = Progress(
         TextColumn("sending"),
         BarColumn(),
@@ -437,7 +440,9 @@ def _run(project: api.Project, journal: Any, options: SendOptions) -> Summary:
     with _Signals() as signals, progress:
         reporter = _ProgressReporter(progress)
         try:
-            summary = api.send(project, options=options, journal=journal, reporter=reporter, stop=signals.stop)
+            summary = api.send(
+                project, options=options, journal=journal, reporter=reporter, stop=signals.stop, planned=plan
+            )
         except (SetupError, InputError) as exc:
             progress.stop()
             fail(str(exc))

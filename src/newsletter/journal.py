@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.errors import NewsletterError
+from newsletter.suppression import is_dead_address
 
 JOURNAL_DIR = ".newsletter"
 JOURNAL_FILE = "journal.sqlite3"
@@ -187,6 +188,13 @@ class Journal:
             )
             return cursor.rowcount
 
+    def forget(self) -> int:
+        """Drop every row of this campaign and destination (used for the outbox only)."""
+        with self._write() as db:
+            return db.execute(
+                "DELETE FROM deliveries WHERE campaign=? AND destination=?", (self.campaign, self.destination)
+            ).rowcount
+
     # -- per-recipient records -------------------------------------------------
 
     def states(self, addresses: Iterable[str]) -> dict[str, str]:
@@ -259,7 +267,9 @@ class Journal:
         return (row[0], row[1]) if row and row[0] is not None else None
 
     def suppressed_failures(self, addresses: Iterable[str]) -> set[str]:
-        """Those of `addresses` whose last result in another campaign of this folder was a 5xx."""
+        """Those of `addresses` whose last result in another campaign of this folder was a 5xx
+        saying the address is dead (`is_dead_address`): a relay's "relay access denied" or
+        "message too big" must not suppress the list for every later campaign."""
         keys = list(addresses)
         found: set[str] = set()
         for start in range(0, len(keys), 500):
@@ -267,11 +277,12 @@ class Journal:
             marks = ",".join("?" * len(chunk))
             with self._lock:
                 rows = self._db.execute(
-                    "SELECT address FROM deliveries d WHERE destination=? AND campaign!=? AND state=?"  # noqa: S608
+                    "SELECT address, code, reply FROM deliveries d"  # noqa: S608
+                    " WHERE destination=? AND campaign!=? AND state=?"
                     f" AND address IN ({marks}) AND NOT EXISTS (SELECT 1 FROM deliveries e"
                     " WHERE e.address=d.address AND e.destination=d.destination AND e.state=?"
                     " AND e.updated_at > d.updated_at)",
                     (self.destination, self.campaign, FAILED, *chunk, SENT),
                 ).fetchall()
-            found.update(row[0] for row in rows)
+            found.update(address for address, code, reply in rows if is_dead_address(code, reply))
         return found

@@ -34,7 +34,9 @@ def start(folder: Path, settings: dict[str, str], *args: str) -> subprocess.Pope
     )
 
 
-def run(folder: Path, settings: dict[str, str], *args: str, command: str = "send", timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    folder: Path, settings: dict[str, str], *args: str, command: str = "send", timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     extra = ["--yes"] if command == "send" else []
     return subprocess.run(
         [sys.executable, "-m", "newsletter", "--campaign", str(folder), command, *extra, *args],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -68,7 +67,9 @@ class Recorder:
         self.logins: list[tuple[str, str]] = []
         self._per_connection: dict[int, int] = {}
 
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
         session.host_name = hostname
         return responses
 
@@ -152,8 +153,6 @@ class Server:
         return values
 
 
-
-
 @contextmanager
 def running_server(
     *,
@@ -171,6 +170,7 @@ def running_server(
         kwargs["tls_context"] = tls
         kwargs["require_starttls"] = True
     if auth is not None:
+
         def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
             if not isinstance(data, LoginPassword):
                 return AuthResult(success=False, handled=False)

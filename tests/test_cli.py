@@ -33,7 +33,9 @@ def test_global_options_work_before_or_after_the_command(campaign: Path, tmp_pat
     assert "1 message(s) would be sent" in after.output
 
 
-def test_outbox_gets_one_multipart_message_per_unique_valid_recipient(campaign: Path, example_addresses: list[str]) -> None:
+def test_outbox_gets_one_multipart_message_per_unique_valid_recipient(
+    campaign: Path, example_addresses: list[str]
+) -> None:
     result = invoke("--campaign", str(campaign), "send")
     assert result.exit_code == 0, result.output
     assert "outbox" in result.output
@@ -48,7 +50,8 @@ def test_outbox_gets_one_multipart_message_per_unique_valid_recipient(campaign: 
 
 def test_duplicates_are_sent_once_and_reported(campaign: Path) -> None:
     (campaign / "recipients.csv").write_text(
-        "Email,Name,Organization\nann@example.org,Ann,\nbob@example.org,Bob,\nANN@example.org,Ann again,\n", encoding="utf-8"
+        "Email,Name,Organization\nann@example.org,Ann,\nbob@example.org,Bob,\nANN@example.org,Ann again,\n",
+        encoding="utf-8",
     )
     result = invoke("--campaign", str(campaign), "send")
     assert result.exit_code == 0
@@ -57,7 +60,9 @@ def test_duplicates_are_sent_once_and_reported(campaign: Path) -> None:
 
 
 def test_invalid_rows_stop_the_run_unless_skipped(campaign: Path) -> None:
-    (campaign / "recipients.csv").write_text("email,name,organization\nann@example.org,Ann,\nbob@,Bob,\n", encoding="utf-8")
+    (campaign / "recipients.csv").write_text(
+        "email,name,organization\nann@example.org,Ann,\nbob@,Bob,\n", encoding="utf-8"
+    )
     result = invoke("--campaign", str(campaign), "send")
     assert result.exit_code == 2
     assert "recipients.csv:3: field 'email': invalid address 'bob@'" in result.output
@@ -95,13 +100,17 @@ def test_check_summarises_a_good_campaign(campaign: Path) -> None:
 
 def test_preview_writes_html_text_and_eml_for_the_chosen_recipient(campaign: Path, tmp_path: Path) -> None:
     out = tmp_path / "preview"
-    result = invoke("--campaign", str(campaign), "preview", "--recipient", "ANNA.PETROVA@academy.example.org", "--out", str(out))
+    result = invoke(
+        "--campaign", str(campaign), "preview", "--recipient", "ANNA.PETROVA@academy.example.org", "--out", str(out)
+    )
     assert result.exit_code == 0, result.output
     html = (out / "anna.petrova@academy.example.org.html").read_text(encoding="utf-8")
     assert "Анна Петрова" in html and 'style="' in html and "<style>" in html  # inlined; media query kept
     text = (out / "anna.petrova@academy.example.org.txt").read_text(encoding="utf-8")
     assert text.startswith("Dear Анна Петрова,")
-    message = email.message_from_bytes((out / "anna.petrova@academy.example.org.eml").read_bytes(), policy=policy.default)
+    message = email.message_from_bytes(
+        (out / "anna.petrova@academy.example.org.eml").read_bytes(), policy=policy.default
+    )
     assert message["To"].addresses[0].display_name == "Анна Петрова"
 
 

@@ -24,9 +24,7 @@ FAST_RETRY = ("--retry-delay", "0.2")
 def journal_rows(folder: Path) -> dict[str, tuple[str, int, int | None]]:
     """address -> (state, attempts, code) for the real list (destination smtp)."""
     with sqlite3.connect(default_path(folder)) as db:
-        rows = db.execute(
-            "SELECT address, state, attempts, code FROM deliveries WHERE destination='smtp'"
-        ).fetchall()
+        rows = db.execute("SELECT address, state, attempts, code FROM deliveries WHERE destination='smtp'").fetchall()
     return {address: (state, attempts, code) for address, state, attempts, code in rows}
 
 
@@ -141,7 +139,7 @@ def test_outbox_test_sends_and_dry_runs_do_not_count_for_the_list(campaign: Path
     assert smtp.messages[0].rcpt_tos == ["me@example.com"]
     assert smtp.messages[0].message["Subject"].startswith("[TEST] ")
     assert invoke("--campaign", str(campaign), "send", "--yes").exit_code == 0
-    assert received_counts(smtp) == Counter(addresses + ["me@example.com"])
+    assert received_counts(smtp) == Counter([*addresses, "me@example.com"])
 
 
 def test_limit_sends_in_stages(campaign: Path, smtp: Server) -> None:
@@ -175,7 +173,9 @@ def test_unsubscribed_and_permanently_failed_addresses_are_suppressed(campaign: 
     first = invoke("--campaign", str(campaign), "send", "--yes")
     assert "1 suppressed" in first.output
     announcement = campaign / "announcement.md"
-    announcement.write_text(announcement.read_text(encoding="utf-8").replace('id = "digital-customs-2021"', 'id = "next"'), encoding="utf-8")
+    announcement.write_text(
+        announcement.read_text(encoding="utf-8").replace('id = "digital-customs-2021"', 'id = "next"'), encoding="utf-8"
+    )
     second = invoke("--campaign", str(campaign), "send", "--yes")
     assert second.exit_code == 0
     assert "2 suppressed" in second.output
@@ -184,7 +184,7 @@ def test_unsubscribed_and_permanently_failed_addresses_are_suppressed(campaign: 
 
 def test_status_csv_quotes_formula_cells(campaign: Path, smtp: Server, tmp_path: Path) -> None:
     addresses = write_list(campaign, 2)
-    smtp.behaviour.replies[addresses[0]] = ["550 =HYPERLINK(\"http://evil.example\")"]
+    smtp.behaviour.replies[addresses[0]] = ['550 =HYPERLINK("http://evil.example")']
     write_env(campaign, smtp.env())
     invoke("--campaign", str(campaign), "send", "--yes")
     out = tmp_path / "problems.csv"
@@ -248,8 +248,10 @@ def test_stale_lock_of_a_dead_process_is_taken_over(campaign: Path, smtp: Server
     assert all(counts[a] <= 1 for a in addresses)
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupt_finishes_in_flight_then_resume_completes(campaign: Path, smtp: Server, sig: signal.Signals, code: int) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_finishes_in_flight_then_resume_completes(
+    campaign: Path, smtp: Server, sig: signal.Signals, code: int
+) -> None:
     addresses = write_list(campaign, 40)
     env = smtp.env()
     process = start(campaign, env, "--rate", "25", "--connections", "2")

@@ -63,7 +63,10 @@ def test_starttls_and_auth(campaign: Path, smtp_tls: Server) -> None:
     result = invoke("--campaign", str(campaign), "send", "--yes")
     assert result.exit_code == 0, result.output
     assert len(smtp_tls.messages) == 12
-    assert smtp_tls.recorder.logins == [("mozer", "correct horse")] * 2 or smtp_tls.recorder.logins[0] == ("mozer", "correct horse")
+    assert smtp_tls.recorder.logins == [("mozer", "correct horse")] * 2 or smtp_tls.recorder.logins[0] == (
+        "mozer",
+        "correct horse",
+    )
 
 
 def test_untrusted_certificate_is_refused(campaign: Path, smtp_tls: Server) -> None:

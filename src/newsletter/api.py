@@ -61,7 +61,9 @@ class Project:
         outbox = self.outbox
         return lambda: OutboxTransport(outbox)
 
-    def message(self, recipient: Recipient, *, deliver_to: str | None = None, subject_prefix: str = "") -> tuple[Rendered, Outgoing]:
+    def message(
+        self, recipient: Recipient, *, deliver_to: str | None = None, subject_prefix: str = ""
+    ) -> tuple[Rendered, Outgoing]:
         rendered = self.renderer.render(recipient)
         if subject_prefix:
             rendered = Rendered(
@@ -118,9 +120,7 @@ def load_project(
         folder=folder,
         settings=settings,
         campaign=campaign,
-        recipients=RecipientList(
-            (recipients or folder / RECIPIENTS).resolve(), encoding=encoding, delimiter=delimiter
-        ),
+        recipients=RecipientList((recipients or folder / RECIPIENTS).resolve(), encoding=encoding, delimiter=delimiter),
         renderer=Renderer(campaign, links=links),
         builder=MessageBuilder(sender=sender, reply_to=reply_to, links=links, list_id=list_header),
     )

@@ -105,9 +105,7 @@ class ConnectionLost(DeliveryError, ConnectionError):
     break: the relay may or may not have taken it, so the outcome is unknown.
     """
 
-    def __init__(
-        self, reason: str, *, host: str, port: int, code: int | None = None, data_sent: bool = False
-    ) -> None:
+    def __init__(self, reason: str, *, host: str, port: int, code: int | None = None, data_sent: bool = False) -> None:
         self.data_sent = data_sent
         super().__init__(reason, host=host, port=port, code=code)
 

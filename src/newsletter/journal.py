@@ -250,8 +250,8 @@ class Journal:
         marks = ",".join("?" * len(wanted))
         with self._lock:
             rows = self._db.execute(
-                "SELECT email, line, state, attempts, code, reply, updated_at FROM deliveries"
-                f" WHERE campaign=? AND destination=? AND state IN ({marks}) ORDER BY line",  # noqa: S608
+                "SELECT email, line, state, attempts, code, reply, updated_at FROM deliveries"  # noqa: S608
+                f" WHERE campaign=? AND destination=? AND state IN ({marks}) ORDER BY line",
                 (self.campaign, self.destination, *wanted),
             ).fetchall()
         return [Entry(*row) for row in rows]
@@ -260,8 +260,7 @@ class Journal:
         """First and last time a message of this campaign was handed over."""
         with self._lock:
             row = self._db.execute(
-                "SELECT min(first_at), max(updated_at) FROM deliveries"
-                " WHERE campaign=? AND destination=? AND state=?",
+                "SELECT min(first_at), max(updated_at) FROM deliveries WHERE campaign=? AND destination=? AND state=?",
                 (self.campaign, self.destination, SENT),
             ).fetchone()
         return (row[0], row[1]) if row and row[0] is not None else None

@@ -1,21 +1,32 @@
-"""`unsubscribed.csv`: the addresses that asked not to get mail from this campaign folder.
+"""`unsubscribed.csv` and which failures say an address is dead: who no send may reach.
 
-One address per row under an `email` header, with the time it was added. The
-file is appended to, never rewritten, so concurrent writers cannot lose entries.
+One address per row under an `email` header, with the time it was added and
+where the request came from. The file is appended to, never rewritten, under
+an exclusive lock where the OS has one, so the CLI and the unsubscribe server
+can write at the same time without losing entries.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from newsletter.errors import RecipientsError
 from newsletter.recipients import check_address
 
+try:
+    import fcntl
+except ImportError:  # Windows: appends of one short write are still whole lines
+    fcntl = None  # type: ignore[assignment]
+
 UNSUBSCRIBED = "unsubscribed.csv"
+HEADER = ("email", "added", "source")
 
 
 def read_unsubscribed(path: Path) -> set[str]:
@@ -25,34 +36,76 @@ def read_unsubscribed(path: Path) -> set[str]:
     found: set[str] = set()
     with path.open(encoding="utf-8-sig", newline="") as stream:
         for index, row in enumerate(csv.reader(stream), start=1):
-            if not row or not row[0].strip() or (index == 1 and row[0].strip().lower() == "email"):
+            cell = row[0].strip() if row else ""
+            # A header row anywhere, not only on line 1: a file concatenated from
+            # two exports must not stop every send.
+            if not cell or cell.startswith("#") or cell.casefold() == "email":
                 continue
             try:
-                address, _ = check_address(row[0].strip())
+                address, _ = check_address(cell)
             except ValueError as exc:
                 raise RecipientsError(str(exc), path=path, line=index) from None
             found.add(address.casefold())
     return found
 
 
-def add_unsubscribed(path: Path, addresses: Iterable[str], *, source: str = "cli") -> list[str]:
-    """Append the addresses not yet listed; return those that were added."""
-    known = read_unsubscribed(path)
-    new: list[str] = []
-    for text in addresses:
-        address, _ = check_address(text.strip())
-        if address.casefold() not in known:
-            known.add(address.casefold())
-            new.append(address)
-    if not new:
-        return new
-    fresh = not path.is_file() or path.stat().st_size == 0
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+@contextmanager
+def _locked_append(path: Path) -> Iterator[IO[str]]:
     with path.open("a", encoding="utf-8", newline="") as stream:
-        writer = csv.writer(stream)
-        if fresh:
-            writer.writerow(["email", "added", "source"])
-        writer.writerows([address, stamp, source] for address in new)
-        stream.flush()
-        os.fsync(stream.fileno())
+        if fcntl is not None:
+            fcntl.flock(stream.fileno(), fcntl.LOCK_EX)
+        try:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        finally:
+            if fcntl is not None:
+                fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
+
+
+def add_unsubscribed(path: Path, addresses: Iterable[str], *, source: str = "cli") -> list[str]:
+    """Append the addresses not yet listed; return those that were added.
+
+    Every address is validated before anything is written, so one bad
+    address leaves the file untouched. Raises ValueError naming it.
+    """
+    wanted = [check_address(text.strip())[0] for text in addresses]
+    with _locked_append(path) as stream:
+        known = read_unsubscribed(path)  # under the lock: a concurrent writer's rows count
+        new: list[str] = []
+        for address in wanted:
+            if address.casefold() not in known:
+                known.add(address.casefold())
+                new.append(address)
+        if new:
+            writer = csv.writer(stream)
+            if stream.tell() == 0:
+                writer.writerow(HEADER)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            writer.writerows([address, stamp, source] for address in new)
     return new
+
+
+# Enhanced status codes (RFC 3463) that are about the recipient's address
+# itself: no such mailbox (5.1.1), no such domain (5.1.2), bad syntax (5.1.3),
+# moved (5.1.6), null MX (5.1.10), mailbox disabled (5.2.1), or address
+# status not further specified (5.1.0).
+_DEAD_ADDRESS = frozenset({"5.1.0", "5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1"})
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def is_dead_address(code: int | None, reply: str | None) -> bool:
+    """Whether a permanent failure says the address is gone, so later campaigns should skip it.
+
+    A 5xx is not always about the address: "554 5.7.1 relay access denied",
+    "552 5.3.4 message too big" or "550 5.7.1 spam" would, if taken as
+    bounces, suppress a whole list for ever after one misconfigured run. The
+    enhanced status code decides when there is one; without it, only the
+    basic codes RFC 5321 gives to mailbox problems (550, 551, 553) count.
+    """
+    if code is None or not 500 <= code < 600:
+        return False
+    match = _ENHANCED.search(reply or "")
+    if match is not None:
+        return ".".join(match.groups()) in _DEAD_ADDRESS
+    return code in (550, 551, 553)

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -142,15 +142,16 @@ def _globals() -> Globals:
 
 
 
-def command(*args: Any, **kwargs: Any) -> Any:
+def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., None]], click.Command]:
     """A subcommand of `main` that also takes the global options and receives `Globals` first."""
 
-    def decorate(function: Any) -> Any:
+    def decorate(function: Callable[..., None]) -> click.Command:
         @functools.wraps(function)
-        def run(*a: Any, **k: Any) -> Any:
-            return function(_globals(), *a, **k)
+        def run(*a: Any, **k: Any) -> None:
+            function(_globals(), *a, **k)
 
-        return main.command(*args, **kwargs)(global_options(run))
+        made: click.Command = main.command(*args, **kwargs)(global_options(run))
+        return made
 
     return decorate
 
@@ -184,9 +185,26 @@ def main() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the files (default: preview/ in the campaign folder).",
 )
-@click.option("--open", "open_browser", is_flag=True, help="Open the HTML in your browser.")
-def preview(g: Globals, email: str | None, out: Path | None, open_browser: bool) -> None:
-    """Write one recipient's inlined HTML, text part and .eml, and print where."""
+@click.option("--open", "open_browser", is_flag=True, help="Open the HTML (with --serve: the page) in your browser.")
+@click.option("--serve", is_flag=True, help="Serve a live preview page on 127.0.0.1 instead of writing files.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help="Port for --serve (default 8025, or a free one if it is taken; 0: any free port).",
+)
+def preview(
+    g: Globals, email: str | None, out: Path | None, open_browser: bool, serve: bool, port: int | None
+) -> None:
+    """Write one recipient's inlined HTML, text part and .eml, and print where.
+
+    With --serve: a local page showing every recipient's message, its headers, text
+    part, source and checks, updated as you edit the campaign's files.
+    """
+    if serve:
+        if out is not None:
+            fail("--out writes files; it cannot be combined with --serve")
+        _serve_preview(g, email, port, open_browser)
+        return
     with reported():
         project = g.load()
         files = api.write_preview(project, out or project.folder / "preview", email=email)
@@ -196,6 +214,36 @@ def preview(g: Globals, email: str | None, out: Path | None, open_browser: bool)
         click.echo(f"  {path}")
     if open_browser:
         click.launch(files.html.as_uri())
+
+
+def _serve_preview(g: Globals, email: str | None, port: int | None, open_browser: bool) -> None:
+    """Run the preview server in the foreground until Ctrl-C."""
+    from newsletter.preview import Source, open_server  # the web server loads only for --serve
+
+    folder = g.campaign.resolve()
+    if not folder.is_dir():
+        fail(f"campaign folder not found: {folder}")
+    source = Source(folder, load=g.load, recipients=g.recipients, env_file=g.env_file)
+    with reported():
+        server = open_server(source, port=port)
+    url = server.url_for(email)
+    out.print(f"Preview of {folder} at {url}")
+    out.print("The page follows announcement.md, templates/, the CSV and .env as you edit them. Ctrl-C stops.")
+    sys.stdout.flush()  # the address is the one thing a script reading our output waits for
+    if open_browser:
+        click.launch(url)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the server as cleanly as Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        out.print("Stopped.")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()
 
 
 # -- check -------------------------------------------------------------------------
@@ -233,6 +281,14 @@ def check(g: Globals) -> None:
         project = g.load()
         report = api.preflight(project)
     ok = _report_preflight(report, project, skip_invalid=False)
+    from newsletter.checks import check_campaign  # local: this edit stays inside `check`
+
+    with reported():
+        # scan_rows=0: the preflight rendered every row and printed missing fields above.
+        findings = check_campaign(project, largest_html=report.largest_html, scan_rows=0)
+    for finding in findings:
+        style = {"error": "bold red", "warning": "yellow"}.get(finding.level, "cyan")
+        err.print(Text(f"{finding.level}: ", style=style) + Text(str(finding)))
     table = Table(show_header=False, box=None)
     table.add_row("campaign", f"{project.campaign.id} ({project.campaign.path.name})")
     table.add_row("recipients", f"{report.valid} valid, {report.invalid_count} invalid, {report.duplicate_count} duplicate")
@@ -242,7 +298,9 @@ def check(g: Globals) -> None:
     out.print(table)
     if not ok:
         sys.exit(EXIT_INPUT)
-    out.print("All checks passed." if not report.invalid_count else "Checks passed for the valid rows.")
+    passed = "All checks passed" if not report.invalid_count else "Checks passed for the valid rows"
+    warned = sum(1 for finding in findings if finding.level != "info")
+    out.print(f"{passed}, with {warned} warning(s) above." if warned else f"{passed}.")
 
 
 def _destination(project: api.Project) -> str:

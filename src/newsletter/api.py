@@ -7,15 +7,26 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from newsletter import webversion
+from newsletter.attachments import load_attachments
 from newsletter.campaign import Campaign, load_campaign
 from newsletter.config import Settings, load_settings
-from newsletter.errors import ConfigError, InputError, TemplateError
+from newsletter.errors import CampaignError, ConfigError, InputError, TemplateError
+from newsletter.images import InlineImages
 from newsletter.journal import Journal, default_path
-from newsletter.message import Mailbox, MessageBuilder, Outgoing, display_name, parse_mailbox
+from newsletter.message import (
+    Mailbox,
+    MessageBuilder,
+    Outgoing,
+    ascii_domain,
+    list_id_header,
+    parse_mailbox,
+    valid_list_id,
+)
 from newsletter.recipients import DuplicateRow, InvalidRow, Recipient, RecipientList
 from newsletter.render import Rendered, Renderer
 from newsletter.sender import Plan, Reporter, Sender, SendOptions, Summary
@@ -54,10 +65,12 @@ class Project:
     def journal(self) -> Journal:
         return Journal(default_path(self.folder), self.campaign.id, self.destination)
 
-    def transport_factory(self) -> Callable[[], Transport]:
+    def transport_factory(self, *, smtputf8_needed: Sequence[str] = ()) -> Callable[[], Transport]:
+        """`smtputf8_needed`: planned addresses that need SMTPUTF8 (a relay without it is refused)."""
         smtp = self.settings.smtp
         if smtp is not None:
-            return lambda: SMTPTransport(smtp)
+            needed = tuple(smtputf8_needed)
+            return lambda: SMTPTransport(smtp, smtputf8_needed=needed)
         outbox = self.outbox
         return lambda: OutboxTransport(outbox)
 
@@ -75,11 +88,14 @@ class Project:
 def list_id_for(campaign: Campaign, sender: Mailbox) -> str:
     """`list_id` from the front matter, or one derived from the sender's domain (RFC 2919)."""
     explicit = campaign.fields.get("list_id")
-    if isinstance(explicit, str) and explicit.strip():
-        return explicit.strip().strip("<>")
+    if explicit is not None:
+        try:
+            return valid_list_id(explicit if isinstance(explicit, str) else repr(explicit))
+        except ValueError as exc:
+            raise CampaignError(f"'list_id': {exc}", path=campaign.path) from None
     name = campaign.fields.get("list_name")
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") if isinstance(name, str) else ""
-    return f"{slug[:40] or 'announcements'}.{sender.domain}"
+    return f"{slug[:40].strip('-') or 'announcements'}.{ascii_domain(sender.domain)}"
 
 
 def load_project(
@@ -115,14 +131,22 @@ def load_project(
         list_id=list_id,
     )
     list_name = campaign.fields.get("list_name")
-    list_header = f"{display_name(list_name)} <{list_id}>" if isinstance(list_name, str) else f"<{list_id}>"
+    list_header = list_id_header(list_id, list_name if isinstance(list_name, str) else None)
+    builder = MessageBuilder(
+        sender=sender,
+        reply_to=reply_to,
+        links=links,
+        list_id=list_header,
+        attachments=load_attachments(campaign),
+        images=InlineImages(folder, domain=ascii_domain(sender.domain)),
+    )
     return Project(
         folder=folder,
         settings=settings,
         campaign=campaign,
         recipients=RecipientList((recipients or folder / RECIPIENTS).resolve(), encoding=encoding, delimiter=delimiter),
         renderer=Renderer(campaign, links=links),
-        builder=MessageBuilder(sender=sender, reply_to=reply_to, links=links, list_id=list_header),
+        builder=builder,
     )
 
 
@@ -137,6 +161,7 @@ class Preflight:
     duplicate_count: int = 0
     template_errors: list[TemplateError] = field(default_factory=list)
     largest_html: int = 0
+    largest_message: int = 0  # bytes on the wire, attachments and inline images included
 
     @property
     def ok(self) -> bool:
@@ -152,6 +177,7 @@ def preflight(
 ) -> Preflight:
     """Read every row and render every valid recipient; collect the problems instead of stopping."""
     report = Preflight()
+    largest: Recipient | None = None
     for index, row in enumerate(project.recipients, start=1):
         if progress is not None and index % 1000 == 0:
             progress(index)
@@ -168,10 +194,17 @@ def preflight(
             if render and len(report.template_errors) < max_template_errors:
                 try:
                     rendered = project.renderer.render(row)
+                    project.builder.check(rendered)  # e.g. an <img src> file that is missing
                 except TemplateError as exc:
                     report.template_errors.append(exc)
                 else:
-                    report.largest_html = max(report.largest_html, len(rendered.html.encode()))
+                    size = len(rendered.html.encode())
+                    if size > report.largest_html or largest is None:
+                        report.largest_html, largest = max(report.largest_html, size), row
+    if largest is not None and not report.template_errors:
+        # One real message, for the recipient whose HTML is biggest: its size is what the
+        # relay's SIZE limit and Gmail see, with encodings and attachments counted.
+        report.largest_message = len(project.message(largest)[1].data)
     return report
 
 
@@ -204,7 +237,14 @@ def write_preview(project: Project, out: Path, *, email: str | None = None) -> P
     files.html.write_text(rendered.html, encoding="utf-8")
     files.text.write_text(rendered.text, encoding="utf-8")
     files.eml.write_bytes(outgoing.data)
+    if project.builder.images is not None:  # the HTML keeps relative <img src> paths
+        project.builder.images.copy_beside(rendered.html, out)
     return files
+
+
+def write_web_version(project: Project, out: Path) -> Path:
+    """`out/index.html`: the announcement with no recipient's data, for "view in browser"."""
+    return webversion.write_web_version(project.campaign, out, images=project.builder.images)
 
 
 def unsubscribed(project: Project) -> set[str]:
@@ -237,7 +277,7 @@ def send(
     total, done = planned.summary.planned, planned.summary.already_done
     plan = Plan(journal, options, unsubscribed=planned.unsubscribed)
     sender = Sender(
-        transport_factory=project.transport_factory(),
+        transport_factory=project.transport_factory(smtputf8_needed=planned.smtputf8),
         build=lambda r: project.message(r)[1],
         journal=journal,
         options=options,
@@ -259,3 +299,19 @@ def send_test(project: Project, to: str, *, email: str | None = None) -> Outgoin
     finally:
         transport.close()
     return outgoing
+
+
+def smtp_size_limit(project: Project) -> int | None:
+    """Connect to the relay (TLS, login) and return the largest message it accepts (its SIZE).
+
+    None when it states no limit. Raises DeliveryError like a send would; sends nothing.
+    """
+    smtp = project.settings.smtp
+    if smtp is None:
+        return None
+    transport = SMTPTransport(smtp)
+    transport.open()
+    try:
+        return transport.max_size
+    finally:
+        transport.close()

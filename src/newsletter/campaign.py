@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import tomllib
@@ -20,8 +21,10 @@ FENCE = "+++"
 
 # Keys the tool itself reads; any other key is a field for the templates.
 TOOL_KEYS = frozenset(
-    {"id", "subject", "from", "reply_to", "html_template", "text_template", "list_id"}
+    {"id", "subject", "from", "reply_to", "html_template", "text_template", "list_id", "list_name", "attachments"}
 )
+# Template sources larger than this are not scanned for field names (a warning only).
+_SCAN_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,19 @@ class Campaign:
         """What templates see as `campaign`: front matter plus the rendered body."""
         from markupsafe import Markup
 
-        return {**self.fields, "body": Markup(self.body_html), "body_text": self.body_markdown}
+        # Safe as markup: the body was rendered by markdown_renderer(), which escapes raw HTML.
+        body = Markup(self.body_html)  # noqa: S704
+        return {**self.fields, "body": body, "body_text": self.body_markdown}
 
 
 def markdown_renderer() -> MarkdownIt:
-    """CommonMark with tables and typographic quotes; raw HTML in the body stays text."""
-    return MarkdownIt("commonmark", {"typographer": True}).enable(
+    """CommonMark with tables and typographic quotes; raw HTML in the body stays text.
+
+    `html: False` because the commonmark preset passes raw HTML through: a
+    `<script>`, a `<link rel=stylesheet>` or an `<img onerror>` pasted into the
+    announcement must reach inboxes as the characters typed, not as markup.
+    """
+    return MarkdownIt("commonmark", {"typographer": True, "html": False}).enable(
         ["replacements", "smartquotes", "table", "strikethrough"]
     )
 
@@ -93,6 +103,109 @@ def _text(fields: Mapping[str, Any], key: str, path: Path, *, required: bool = F
     return value.strip()
 
 
+def _template_name(fields: Mapping[str, Any], key: str, path: Path, default: str) -> str:
+    """A template file name inside `templates/`: relative, no `..`, no drive or backslash.
+
+    Jinja's loader refuses `..` in includes too; this catches the front matter's
+    own names early, with the key and line, instead of a confusing "not found".
+    """
+    name = _text(fields, key, path) or default
+    parts = name.split("/")
+    if name.startswith("/") or "\\" in name or ":" in name or ".." in parts or "" in parts:
+        raise CampaignError(
+            f"'{key}' must name a file inside {TEMPLATES}/ (no absolute path, no '..'), got {name!r}",
+            path=path,
+            line=_key_line(path, key),
+        )
+    return name
+
+
+def _key_line(path: Path, key: str) -> int:
+    """The line of `key = ...` in the front matter, or 1 when it cannot be told."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 1
+    pattern = re.compile(rf"""^\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*=""")
+    for number, line in enumerate(lines[1:], start=2):
+        if line.strip() == FENCE:
+            break
+        if pattern.match(line):
+            return number
+    return 1
+
+
+# `x.name`, `x["name"]` or `x['name']` anywhere in a template: a field it reads.
+_FIELD_REFERENCE = re.compile(r"""\.\s*([A-Za-z_]\w*)|\[\s*(["'])([^"'\]]+)\2\s*\]""")
+
+
+@dataclass(frozen=True, slots=True)
+class UnusedField:
+    """A front-matter key that neither the tool nor any template reads: probably a typo."""
+
+    path: Path
+    line: int
+    key: str
+    suggestion: str | None = None
+
+    @property
+    def message(self) -> str:
+        hint = f" (did you mean '{self.suggestion}'?)" if self.suggestion else ""
+        return f"front-matter key '{self.key}' is not used by any template in {TEMPLATES}/{hint}"
+
+    def __str__(self) -> str:
+        return f"{self.path.name}:{self.line}: {self.message}"
+
+
+def unused_fields(campaign: Campaign) -> list[UnusedField]:
+    """Front-matter keys no template references, for `newsletter check` to warn about.
+
+    Cheap and deliberately loose: a key counts as used when `.key` or `["key"]`
+    appears anywhere in a template or the subject, whatever variable it is read
+    from (`{% set c = campaign %}{{ c.title }}` counts). A typo never appears.
+    """
+    referenced: set[str] = set()
+    sources = [campaign.subject]
+    templates = campaign.templates_dir
+    if templates.is_dir():
+        for file in sorted(templates.rglob("*")):
+            try:
+                if file.is_file() and file.stat().st_size <= _SCAN_BYTES:
+                    sources.append(file.read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                continue
+    for source in sources:
+        for match in _FIELD_REFERENCE.finditer(source):
+            referenced.add(match.group(1) or match.group(3))
+    candidates = sorted(referenced)
+    return [
+        UnusedField(
+            campaign.path,
+            _key_line(campaign.path, key),
+            key,
+            next(iter(difflib.get_close_matches(key, candidates, n=1)), None),
+        )
+        for key in campaign.fields
+        if key not in TOOL_KEYS and key not in referenced
+    ]
+
+
+def find_in_templates(templates: Path, text: str) -> tuple[Path | None, int | None]:
+    """The first template file and line holding `text`, to point an error at; (None, None) if none."""
+    if not text or not templates.is_dir():
+        return None, None
+    for file in sorted(templates.rglob("*")):
+        try:
+            if not file.is_file() or file.stat().st_size > _SCAN_BYTES:
+                continue
+            for number, line in enumerate(file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                if text in line:
+                    return file, number
+        except OSError:
+            continue
+    return None, None
+
+
 def derive_id(path: Path, subject: str) -> str:
     """A stable campaign id from the file name and subject, used when the front matter has none."""
     slug = re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-") or "campaign"
@@ -130,6 +243,6 @@ def load_campaign(folder: Path) -> Campaign:
         fields=fields,
         sender=_text(fields, "from", path),
         reply_to=_text(fields, "reply_to", path),
-        html_template=_text(fields, "html_template", path) or "announcement.html",
-        text_template=_text(fields, "text_template", path) or "announcement.txt",
+        html_template=_template_name(fields, "html_template", path, "announcement.html"),
+        text_template=_template_name(fields, "text_template", path, "announcement.txt"),
     )

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -37,12 +37,16 @@ from rich.text import Text
 
 from newsletter import api
 from newsletter.config import DEFAULT_CONNECTIONS, parse_rate
-from newsletter.errors import InputError, NewsletterError, SetupError
+from newsletter.errors import DeliveryError, InputError, NewsletterError, SetupError
 from newsletter.journal import DEFERRED, FAILED, SENDING, SENT, UNKNOWN, JournalLocked
 from newsletter.recipients import check_address
 from newsletter.sender import Plan, SendOptions, Summary
 from newsletter.starter import init_campaign
-from newsletter.suppression import UNSUBSCRIBED, add_unsubscribed
+from newsletter.suppression import UNSUBSCRIBED, add_unsubscribed, read_address_file
+from newsletter.unsubscribe_server import DEFAULT_HOST, DEFAULT_PORT, UnsubscribeApp, make_unsubscribe_server
+
+if TYPE_CHECKING:
+    from newsletter.checks import Finding
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -192,8 +196,20 @@ def main() -> None:
     type=click.IntRange(0, 65535),
     help="Port for --serve (default 8025, or a free one if it is taken; 0: any free port).",
 )
+@click.option(
+    "--web-version",
+    is_flag=True,
+    help="Also write index.html: the announcement with no recipient's data, to publish as the "
+    "'view in browser' page (front matter: web_version_url).",
+)
 def preview(
-    g: Globals, email: str | None, out: Path | None, open_browser: bool, serve: bool, port: int | None
+    g: Globals,
+    email: str | None,
+    out: Path | None,
+    open_browser: bool,
+    serve: bool,
+    port: int | None,
+    web_version: bool,
 ) -> None:
     """Write one recipient's inlined HTML, text part and .eml, and print where.
 
@@ -208,10 +224,13 @@ def preview(
     with reported():
         project = g.load()
         files = api.write_preview(project, out or project.folder / "preview", email=email)
+        index = api.write_web_version(project, files.html.parent) if web_version else None
     out_paths = (files.html, files.text, files.eml)
     click.echo(f"Preview for {files.recipient.email} (line {files.recipient.line}):")
     for path in out_paths:
         click.echo(f"  {path}")
+    if index is not None:
+        click.echo(f"Web version (no recipient data): {index}")
     if open_browser:
         click.launch(files.html.as_uri())
 
@@ -223,7 +242,9 @@ def _serve_preview(g: Globals, email: str | None, port: int | None, open_browser
     folder = g.campaign.resolve()
     if not folder.is_dir():
         fail(f"campaign folder not found: {folder}")
-    source = Source(folder, load=g.load, recipients=g.recipients, env_file=g.env_file)
+    source = Source(
+        folder, g.load, recipients=g.recipients, env_file=g.env_file, encoding=g.encoding, delimiter=g.delimiter
+    )
     with reported():
         server = open_server(source, port=port)
     url = server.url_for(email)
@@ -275,7 +296,13 @@ def _report_preflight(report: api.Preflight, project: api.Project, *, skip_inval
 
 
 @command()
-def check(g: Globals) -> None:
+@click.option(
+    "--smtp",
+    "ask_relay",
+    is_flag=True,
+    help="Also connect to the relay (TLS, login) to read its message size limit; sends nothing.",
+)
+def check(g: Globals, ask_relay: bool) -> None:
     """Check everything that can be checked without sending: settings, list, templates."""
     with reported():
         project = g.load()
@@ -286,6 +313,9 @@ def check(g: Globals) -> None:
     with reported():
         # scan_rows=0: the preflight rendered every row and printed missing fields above.
         findings = check_campaign(project, largest_html=report.largest_html, scan_rows=0)
+    relay_size, delivery = _delivery_checks(project, report, ask_relay)
+    findings += delivery
+    ok = ok and not any(finding.level == "error" for finding in delivery)
     for finding in findings:
         style = {"error": "bold red", "warning": "yellow"}.get(finding.level, "cyan")
         err.print(Text(f"{finding.level}: ", style=style) + Text(str(finding)))
@@ -295,12 +325,37 @@ def check(g: Globals) -> None:
     table.add_row("sender", project.builder.sender.address)
     table.add_row("delivery", _destination(project))
     table.add_row("largest HTML", f"{report.largest_html / 1024:.1f} KB")
+    if report.largest_message:
+        table.add_row("largest message", f"{report.largest_message / 1024:.1f} KB")
+    if relay_size:
+        table.add_row("relay accepts", f"{relay_size / 1024:.1f} KB (SIZE)")
     out.print(table)
     if not ok:
         sys.exit(EXIT_INPUT)
     passed = "All checks passed" if not report.invalid_count else "Checks passed for the valid rows"
     warned = sum(1 for finding in findings if finding.level != "info")
     out.print(f"{passed}, with {warned} warning(s) above." if warned else f"{passed}.")
+
+
+def _delivery_checks(
+    project: api.Project, report: api.Preflight, ask_relay: bool
+) -> tuple[int | None, list[Finding]]:
+    """Size and attachment findings; with `ask_relay`, the relay's SIZE (a failed login is an error)."""
+    from newsletter.checks import Finding, delivery_findings
+
+    relay_size: int | None = None
+    found: list[Finding] = []
+    if ask_relay and project.settings.smtp is None:
+        found.append(Finding("info", "smtp-none", "--smtp: no SMTP_HOST is set, so there is no relay to ask"))
+    elif ask_relay:
+        try:
+            relay_size = api.smtp_size_limit(project)
+        except DeliveryError as exc:
+            found.append(Finding("error", "smtp-connect", f"cannot use the relay: {exc}"))
+    found += delivery_findings(
+        project, recipients=report.valid, message_bytes=report.largest_message, smtp_max_size=relay_size
+    )
+    return relay_size, found
 
 
 def _destination(project: api.Project) -> str:
@@ -446,7 +501,8 @@ def send(
             )
         if project.destination == "outbox" and not any(project.outbox.glob("*.eml")):
             journal.forget()  # the outbox was emptied on purpose: write it again
-        plan, pending = api.plan_send(project, journal, options)
+        with reported():  # unsubscribed.csv is read here: a bad row names its line
+            plan, pending = api.plan_send(project, journal, options)
         if pending == 0:
             hint = " (delete the outbox folder to write it again)" if project.destination == "outbox" else ""
             out.print(f"Nothing to send: every recipient is done{hint}. `newsletter status` shows the details.")
@@ -477,7 +533,8 @@ def _send_test(project: api.Project, to: str) -> None:
 
 
 def _dry_run(project: api.Project, journal: Any, options: SendOptions) -> None:
-    plan, pending = api.plan_send(project, journal, replace(options, limit=options.limit))
+    with reported():
+        plan, pending = api.plan_send(project, journal, replace(options, limit=options.limit))
     s = plan.summary
     out.print(
         f"Dry run: {pending} message(s) would be sent via {_destination(project)}; "
@@ -515,6 +572,10 @@ def _run(project: api.Project, journal: Any, options: SendOptions, plan: Plan) -
     return summary
 
 
+def _suppressed_detail(summary: Summary) -> str:
+    return f"{summary.unsubscribed} unsubscribed, {summary.bounced} failed permanently in an earlier campaign"
+
+
 def _print_summary(summary: Summary) -> None:
     parts = [f"{summary.sent} sent", f"{summary.failed} failed", f"{summary.deferred} deferred"]
     if summary.unknown:
@@ -529,7 +590,7 @@ def _print_summary(summary: Summary) -> None:
     if summary.skipped_unknown:
         details.append(f"{summary.skipped_unknown} unknown (see --resend-unknown)")
     if summary.suppressed:
-        details.append(f"{summary.suppressed} suppressed (unsubscribed or failed before)")
+        details.append(f"{summary.suppressed} suppressed ({_suppressed_detail(summary)})")
     if details:
         out.print("Skipped: " + "; ".join(details) + ".")
 
@@ -538,6 +599,8 @@ def _finish(project: api.Project, summary: Summary) -> None:
     _print_summary(summary)
     if project.settings.smtp is None:
         out.print(f"Delivered to the outbox folder {project.outbox} (no SMTP_HOST set).")
+    if isinstance(summary.fatal, SetupError):  # TLS, auth, a message over SIZE: fix, then run again
+        fail(str(summary.fatal))
     if summary.fatal is not None:
         fail(f"{summary.fatal}; run the same command again to continue", EXIT_FAILED)
     if summary.problems:
@@ -568,15 +631,21 @@ def status(g: Globals, csv_path: Path | None) -> None:
             counts = journal.counts()
             entries = journal.entries((FAILED, DEFERRED, UNKNOWN, SENDING))
             span = journal.span()
+            plan = api.plan_send(project, journal, SendOptions())[0] if listed is not None else None
     table = Table(title=f"Campaign {project.campaign.id} — {_destination(project)}", title_justify="left")
     table.add_column("state")
     table.add_column("recipients", justify="right")
     recorded = sum(counts.values())
     for state in (SENT, FAILED, DEFERRED, UNKNOWN, SENDING):
         table.add_row(state, str(counts.get(state, 0)))
-    if listed is not None:
-        table.add_row("pending", str(max(0, listed - recorded)))
+    suppressed = plan.summary if plan is not None else None
+    if listed is not None and suppressed is not None:
+        # A deferred recipient who unsubscribed since counts in both rows; rare enough.
+        table.add_row("pending", str(max(0, listed - recorded - suppressed.suppressed)))
+        table.add_row("suppressed", str(suppressed.suppressed))
     out.print(table)
+    if suppressed is not None and suppressed.suppressed:
+        out.print(f"Suppressed, never sent to: {_suppressed_detail(suppressed)} (--ignore-suppression overrides).")
     if span and counts.get(SENT):
         seconds = max(span[1] - span[0], 1e-6)
         out.print(f"Rate achieved: {counts[SENT] / seconds:.1f} messages/s over {seconds:.0f} s.")
@@ -617,20 +686,64 @@ def init(folder: Path) -> None:
 
 @command()
 @click.argument("addresses", nargs=-1)
-@click.option("--from-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A file with one address per line (or a CSV whose first column is the address).")
+@click.option(
+    "--from-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file with one address per line (or a CSV whose first column is the address).",
+)
 def unsubscribe(g: Globals, addresses: tuple[str, ...], from_file: Path | None) -> None:
     """Add ADDRESSES to unsubscribed.csv; every later send skips them."""
     wanted = list(addresses)
     if from_file is not None:
-        with from_file.open(encoding="utf-8-sig", newline="") as stream:
-            for row in csv.reader(stream):
-                if row and row[0].strip() and row[0].strip().lower() != "email":
-                    wanted.append(row[0].strip())
+        with reported():
+            wanted += read_address_file(from_file)
     if not wanted:
         fail("give at least one address, or --from-file FILE")
+    if not g.campaign.is_dir():
+        fail(f"campaign folder not found: {g.campaign}")
     target = g.campaign / UNSUBSCRIBED
     try:
-        added = add_unsubscribed(target, wanted)
+        with reported():
+            added = add_unsubscribed(target, wanted)
     except ValueError as exc:
         fail(str(exc))
     click.echo(f"{len(added)} address(es) added to {target}; {len(wanted) - len(added)} were already there.")
+
+
+@command("unsubscribe-server")
+@click.option(
+    "--host",
+    default=DEFAULT_HOST,
+    show_default=True,
+    help="Address to listen on; keep the default and put an https reverse proxy in front.",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="0: any free port."
+)
+def unsubscribe_server(g: Globals, host: str, port: int) -> None:
+    """Answer the unsubscribe links: a confirmation page, and one-click POSTs (RFC 8058).
+
+    Verifies each link's token (NEWSLETTER_SECRET) and appends the address to the
+    campaign folder's unsubscribed.csv, which every send reads. Ctrl-C stops it.
+    """
+    with reported():
+        project = g.load()
+        list_name = project.campaign.fields.get("list_name")
+        app = UnsubscribeApp(
+            project.builder.links,
+            project.folder / UNSUBSCRIBED,
+            list_name=list_name if isinstance(list_name, str) else project.builder.links.list_id,
+            on_unsubscribe=lambda address: out.print(f"unsubscribed: {address}"),
+        )
+    try:
+        server = make_unsubscribe_server(app, host=host, port=port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    out.print(f"Answering {project.builder.links.url} on http://{host}:{server.server_port}/ (Ctrl-C to stop).")
+    out.print(f"Unsubscribes are appended to {app.target}.")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,26 +1,40 @@
-"""Building the RFC 5322 bytes of one message: headers and multipart/alternative.
+"""Building the RFC 5322 bytes of one message: headers, then the MIME tree.
 
 Header values are checked here, before Python's `email` package sees them:
 it has had header-injection bugs of its own, so nothing with a line break or
 control character is handed to it.
+
+The list headers (`List-Unsubscribe`, `List-Id`) get a folding of their own:
+the `email` package turns a word longer than a line, such as a signed
+unsubscribe URL, into an RFC 2047 encoded-word, which no mailbox provider
+decodes inside angle brackets, and one-click unsubscribe silently stops working.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from email.header import Header
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.message import EmailMessage, MIMEPart
+from email.policy import Policy
+from email.utils import formatdate, getaddresses, make_msgid, parseaddr
+from typing import ClassVar, Literal
 
+from newsletter.attachments import Attachment
 from newsletter.errors import ConfigError
+from newsletter.images import Image, InlineImages
 from newsletter.recipients import Recipient, check_address
 from newsletter.render import Rendered
-from newsletter.unsubscribe import UnsubscribeLinks
+from newsletter.unsubscribe import ONE_CLICK, UnsubscribeLinks
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SPACES = re.compile(r"\s+")
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LIST_ID = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})+")
+_PHRASE_SPECIALS = re.compile(r'[()<>\[\]:;@\\,"]')
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +49,18 @@ class Mailbox:
         return self.address.rpartition("@")[2]
 
     def header(self) -> Address:
-        return Address(display_name=self.name, addr_spec=self.address)
+        return header_address(self.name, self.address)
+
+
+def header_address(name: str, address: str) -> Address:
+    """An `Address` for a header, built from its parts.
+
+    `Address(addr_spec=...)` re-parses the address and refuses a non-ASCII local
+    part (`иван@пример.рф`) even under an SMTPUTF8 policy; the parts are already
+    validated by `check_address`, so they are handed over as they are.
+    """
+    username, _, domain = address.rpartition("@")
+    return Address(display_name=name, username=username, domain=domain)
 
 
 def parse_mailbox(text: str, *, where: str) -> Mailbox:
@@ -43,8 +68,9 @@ def parse_mailbox(text: str, *, where: str) -> Mailbox:
     if _CONTROL.search(text):
         raise ConfigError(f"{where}: contains a line break or control character")
     name, address = parseaddr(text)
-    if not address:
-        raise ConfigError(f"{where}: expected 'Name <address@example.org>', got {text!r}")
+    # parseaddr quietly keeps the first of `a@x.org, b@y.org` (CVE-2023-27043): one address only.
+    if not address or len(getaddresses([text])) != 1:
+        raise ConfigError(f"{where}: expected one 'Name <address@example.org>', got {text!r}")
     try:
         normalized, _ = check_address(address)
     except ValueError as exc:
@@ -53,8 +79,85 @@ def parse_mailbox(text: str, *, where: str) -> Mailbox:
 
 
 def display_name(text: str) -> str:
-    """A name fit for a header: whitespace and control characters folded to single spaces."""
-    return _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+    """A name (or subject) fit for a header: whitespace and control characters folded to spaces.
+
+    `=?` is split to `= ?`: the `email` package decodes RFC 2047 encoded-words in
+    the values it is given and, before Python 3.11.10/3.12.5 (gh-121284), writes the
+    decoded text back raw, so a name like `=?utf-8?q?=0D=0ABcc:_x?=` became a header.
+    """
+    return _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip().replace("=?", "= ?")
+
+
+def ascii_domain(domain: str) -> str:
+    """The domain as it may appear in Message-ID, Content-ID and List-Id: IDNA for non-ASCII."""
+    if domain.isascii():
+        return domain.lower()
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "newsletter.invalid"
+
+
+def valid_list_id(text: str) -> str:
+    """An RFC 2919 list id (`label.namespace`, dot-atom, at most 255 octets); ValueError if not."""
+    value = text.strip().strip("<>").strip()
+    if not _LIST_ID.fullmatch(value) or len(value) > 255:
+        raise ValueError(
+            f"{text!r} is not a list id: expected ASCII like 'announcements.example.org' "
+            "(letters, digits, '-', at least one dot, no spaces)"
+        )
+    return value
+
+
+def list_id_header(list_id: str, name: str | None = None) -> str:
+    """The `List-Id` value: an optional description phrase, then `<list_id>`."""
+    if not name or not display_name(name):
+        return f"<{list_id}>"
+    phrase = display_name(name)
+    if phrase.isascii() and _PHRASE_SPECIALS.search(phrase):
+        phrase = '"' + phrase.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    elif not phrase.isascii():
+        phrase = _PHRASE_SPECIALS.sub(" ", phrase)  # encoded-words cannot carry specials here
+        phrase = display_name(phrase)
+    return f"{phrase} <{list_id}>"
+
+
+def _fold_list_header(name: str, value: str, policy: Policy) -> str:
+    """Fold only at spaces, never inside `<...>`; non-ASCII runs become RFC 2047 words."""
+    limit = policy.max_line_length or 78
+    tokens: list[str] = []
+    run: list[str] = []
+    for word in [*value.split(" "), ""]:
+        if word and not word.isascii():
+            run.append(word)
+            continue
+        if run:  # one encoded run: the spaces between its words survive decoding
+            tokens += Header(" ".join(run), "utf-8", header_name=name).encode(maxlinelen=limit).split()
+            run = []
+        if word:
+            tokens.append(word)
+    lines = [f"{name}:"]
+    for token in tokens:
+        if len(lines[-1]) + 1 + len(token) > limit and lines[-1] != f"{name}:":
+            lines.append("")
+        lines[-1] += " " + token
+    return policy.linesep.join(lines) + policy.linesep
+
+
+class _ListHeader(UnstructuredHeader, BaseHeader):
+    """`List-Id` / `List-Unsubscribe`: values this module built and checked, folded verbatim."""
+
+    max_count: ClassVar[Literal[1] | None] = 1
+
+    def fold(self, *, policy: Policy) -> str:
+        return _fold_list_header(self.name, str(self), policy)
+
+
+_HEADERS = HeaderRegistry()
+for _name in ("list-id", "list-unsubscribe", "list-unsubscribe-post"):
+    _HEADERS.map_to_type(_name, _ListHeader)
+ASCII_POLICY = policy.SMTP.clone(header_factory=_HEADERS)
+UTF8_POLICY = policy.SMTPUTF8.clone(header_factory=_HEADERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +178,63 @@ class Outgoing:
     message_id: str
 
 
+def _attachment_part(attachment: Attachment) -> MIMEPart:
+    maintype, _, subtype = attachment.content_type.partition("/")
+    part = MIMEPart(policy=ASCII_POLICY)
+    part.set_content(
+        attachment.data, maintype, subtype, disposition="attachment", filename=attachment.filename
+    )
+    return part
+
+
+def _image_part(image: Image) -> MIMEPart:
+    maintype, _, subtype = image.content_type.partition("/")
+    part = MIMEPart(policy=ASCII_POLICY)
+    part.set_content(
+        image.data, maintype, subtype, disposition="inline", filename=image.filename, cid=f"<{image.cid}>"
+    )
+    return part
+
+
+def assemble(
+    message: EmailMessage,
+    *,
+    text: str,
+    html: str,
+    related: Sequence[MIMEPart] = (),
+    attachments: Sequence[MIMEPart] = (),
+) -> None:
+    """Give `message` (headers already set) its body: the whole MIME tree is decided here.
+
+        multipart/mixed                  only with attachments
+          multipart/alternative          plainest first (RFC 2046 5.1.4)
+            text/plain
+            multipart/related            only with inline images; type="text/html"
+              text/html                  the root: first part (RFC 2387)
+              image/png                  Content-ID, disposition inline
+          application/pdf                disposition attachment
+
+    The images belong to the HTML alternative alone, so a plain-text reader
+    never sees them as stray attachments. Parts in `related` and `attachments`
+    are built once per campaign and shared by every message: serializing a
+    message does not change its parts.
+    """
+    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    if related:
+        html_part: MIMEPart = list(message.iter_parts())[1]
+        html_part.make_related()
+        html_part.set_param("type", "text/html")  # required by RFC 2387, not set by `email`
+        del html_part["MIME-Version"]  # `email` leaves one on the new container; top level only
+        for part in related:
+            html_part.attach(part)
+    if attachments:
+        message.make_mixed()
+        top: MIMEPart = message
+        for part in attachments:
+            top.attach(part)
+
+
 class MessageBuilder:
     """Turns a rendered recipient into message bytes; one builder per campaign."""
 
@@ -85,22 +245,42 @@ class MessageBuilder:
         reply_to: Mailbox | None = None,
         links: UnsubscribeLinks | None = None,
         list_id: str | None = None,
+        attachments: Sequence[Attachment] = (),
+        images: InlineImages | None = None,
     ) -> None:
         self.sender = sender
         self.reply_to = reply_to
         self.links = links or UnsubscribeLinks()
         self.list_id = list_id
+        self.attachments = tuple(attachments)
+        self.images = images
+        self._attachment_parts = [_attachment_part(a) for a in self.attachments]
+        self._image_parts: dict[str, MIMEPart] = {}
+
+    def check(self, rendered: Rendered) -> None:
+        """Raise what `build` would raise for this HTML (a missing image), without building."""
+        if self.images is not None:
+            self.images.check(rendered.html)
+
+    def _related(self, images: list[Image]) -> list[MIMEPart]:
+        parts = []
+        for image in images:
+            part = self._image_parts.get(image.cid)
+            if part is None:
+                part = self._image_parts[image.cid] = _image_part(image)
+            parts.append(part)
+        return parts
 
     def build(self, recipient: Recipient, rendered: Rendered, *, deliver_to: str | None = None) -> Outgoing:
         """The message for `recipient`; `deliver_to` redirects a test send to another address."""
         to_address = deliver_to or recipient.email
         smtputf8 = recipient.smtputf8 if deliver_to is None else not to_address.isascii()
-        message = EmailMessage(policy=policy.SMTPUTF8 if smtputf8 else policy.SMTP)
-        message_id = make_msgid(domain=self.sender.domain)
+        message = EmailMessage(policy=UTF8_POLICY if smtputf8 else ASCII_POLICY)
+        message_id = make_msgid(domain=ascii_domain(self.sender.domain))
         message["From"] = self.sender.header()
         to_name = display_name(recipient.name) if deliver_to is None else ""
-        message["To"] = Address(display_name=to_name, addr_spec=to_address)
-        message["Subject"] = rendered.subject
+        message["To"] = header_address(to_name, to_address)
+        message["Subject"] = display_name(rendered.subject)
         message["Date"] = formatdate(localtime=True)
         message["Message-ID"] = message_id
         if self.reply_to is not None:
@@ -111,9 +291,15 @@ class MessageBuilder:
         if unsubscribe:
             message["List-Unsubscribe"] = unsubscribe
             if one_click:
-                message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-        message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
+                message["List-Unsubscribe-Post"] = ONE_CLICK
+        html, images = self.images.embed(rendered.html) if self.images else (rendered.html, [])
+        assemble(
+            message,
+            text=rendered.text,
+            html=html,
+            related=self._related(images),
+            attachments=self._attachment_parts,
+        )
         return Outgoing(
             Envelope(self.sender.address, to_address, smtputf8),
             message.as_bytes(),

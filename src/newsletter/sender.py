@@ -52,7 +52,9 @@ class Summary:
     unknown: int = 0
     already_done: int = 0
     skipped_unknown: int = 0
-    suppressed: int = 0
+    suppressed: int = 0  # = unsubscribed + bounced
+    unsubscribed: int = 0  # in unsubscribed.csv
+    bounced: int = 0  # a permanent failure for a dead address in an earlier campaign
     interrupted: bool = False
     fatal: NewsletterError | None = None
     started: float = field(default_factory=time.monotonic)
@@ -127,6 +129,9 @@ class Plan:
         self.options = options
         self.unsubscribed = unsubscribed or set()
         self.summary = Summary()
+        # A few planned addresses that need SMTPUTF8: the transport refuses a relay
+        # without it before the first message, instead of failing them one by one.
+        self.smtputf8: list[str] = []
 
     def select(self, recipients: Iterable[Recipient], *, chunk: int = 256) -> Iterator[Recipient]:
         batch: list[Recipient] = []
@@ -156,12 +161,16 @@ class Plan:
                 summary.already_done += 1
             elif state == UNKNOWN and not self.options.resend_unknown:
                 summary.skipped_unknown += 1
-            elif not self.options.ignore_suppression and (
-                recipient.key in self.unsubscribed or recipient.key in failed_before
-            ):
+            elif not self.options.ignore_suppression and recipient.key in self.unsubscribed:
                 summary.suppressed += 1
+                summary.unsubscribed += 1
+            elif not self.options.ignore_suppression and recipient.key in failed_before:
+                summary.suppressed += 1
+                summary.bounced += 1
             else:
                 summary.planned += 1
+                if recipient.smtputf8 and len(self.smtputf8) < 6:
+                    self.smtputf8.append(recipient.email)
                 yield recipient
 
 
@@ -323,6 +332,11 @@ class Sender:
         """Hand one message over and record the outcome; return a job to retry, if any."""
         recipient, outgoing = job.recipient, job.outgoing
         journal = self.journal
+        # A message the relay said it cannot take (over its SIZE, say) stops the run here,
+        # before the journal marks anyone: a campaign-wide limit is not a recipient's failure.
+        check = getattr(transport, "check", None)
+        if check is not None:
+            check(outgoing)
         if journal is not None:
             journal.mark_sending(recipient.key, recipient.email, recipient.line, outgoing.message_id)
         try:

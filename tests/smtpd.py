@@ -50,7 +50,7 @@ class Behaviour:
 
     replies: dict[str, list[str]] = field(default_factory=dict)  # rcpt -> replies, used in turn
     mail_reply: list[str] = field(default_factory=list)  # replies to MAIL, used in turn
-    drop_after_messages: int | None = None  # close the connection after this many 250s on it
+    drop_after_messages: int | None = None  # drop the connection at the MAIL after this many 250s on it
     drop_after_data: set[str] = field(default_factory=set)  # rcpt: close without replying to DATA
     stall_data: float = 0.0  # seconds to wait before replying to DATA
     stall_rcpt: dict[str, float] = field(default_factory=dict)
@@ -74,6 +74,12 @@ class Recorder:
         return responses
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        drop = self.behaviour.drop_after_messages
+        if drop is not None and self._per_connection.get(id(server), 0) >= drop:
+            # Drop at the start of the next transaction: deterministic, and before any
+            # data, so the client must retry the message on a new connection.
+            server.transport.abort()
+            return "421 never seen"
         with self.lock:
             reply = self.behaviour.mail_reply.pop(0) if self.behaviour.mail_reply else None
         if reply is not None and not reply.startswith("250"):
@@ -112,9 +118,6 @@ class Recorder:
             self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
             key = id(server)
             self._per_connection[key] = self._per_connection.get(key, 0) + 1
-            drop = self.behaviour.drop_after_messages
-            if drop is not None and self._per_connection[key] >= drop:
-                asyncio.get_running_loop().call_later(0.01, server.transport.abort)
         return "250 Message accepted for delivery"
 
     def by_recipient(self) -> dict[str, list[Received]]:

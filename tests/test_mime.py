@@ -52,7 +52,7 @@ def test_headers_parse_like_the_standard_librarys(name: str, subject: str) -> No
     )
     assert all(len(line) <= 998 for line in data.split(b"\r\n"))
     ours, theirs = parse(data), reference(name, subject)
-    assert ours["Subject"] == theirs["Subject"] == subject
+    assert ours["Subject"] == subject  # (the standard library's own output can fail this)
     assert ours["To"].addresses[0].addr_spec == "reader@example.org"
     # RFC 2047 drops the folding white space between adjacent encoded words; the
     # `email.header` decoder does so, while policy.default's parser inserts a space

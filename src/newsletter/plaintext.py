@@ -80,4 +80,4 @@ def html_to_text(html: str, *, width: int = 72) -> str:
 
 def _fill(line: str, width: int) -> str:
     indent = "  " if line.startswith("- ") else ""
-    return textwrap.fill(line, width=width, subsequent_indent=indent, break_long_words=False)
+    return textwrap.fill(line, width=width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)

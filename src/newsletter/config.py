@@ -3,15 +3,21 @@
 Precedence: command-line flags > process environment > `.env` file > defaults.
 The `.env` file is read with python-dotenv's `dotenv_values`, never loaded into
 `os.environ`, so that nothing leaks into child processes and tests stay isolated.
+
+Values end up in SMTP commands and message headers, so none may hold a line
+break or other control character (python-dotenv turns `"\n"` in quotes into a
+real newline), nor `=?`, which starts an RFC 2047 encoded word that can carry a
+line break in disguise; only the two secrets are exempt, as they never reach a header.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 
 from dotenv import dotenv_values
 
@@ -39,6 +45,10 @@ KNOWN_SETTINGS = (
     "NEWSLETTER_RATE",
     "NEWSLETTER_CONNECTIONS",
 )
+
+# Never written anywhere, so a control character in them cannot inject anything.
+_SECRETS = frozenset({"SMTP_PASSWORD", "NEWSLETTER_SECRET"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Secret:
@@ -75,11 +85,25 @@ class SMTPSettings:
     password: Secret | None = field(default=None, repr=False)
     timeout: float = 30.0
     ca_file: Path | None = None
+    # SMTP_ALLOW_PLAINTEXT_AUTH=1 allows a password without TLS to a loopback host
+    # only; `any` is the explicit say-so for another host (a relay on a private network).
     allow_plaintext_auth: bool = False
+    plaintext_auth_any_host: bool = False
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def on_loopback(self) -> bool:
+        """Whether the host is this machine, by name or address (no DNS lookup)."""
+        host = self.host.strip("[]").rstrip(".").lower()
+        if host == "localhost" or host.endswith(".localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
 
 @dataclass(frozen=True)
@@ -124,6 +148,11 @@ class _Source:
         for origin, layer in self._layers:
             value = layer.get(name)
             if value is not None and value.strip() != "":
+                if name not in _SECRETS and _CONTROL.search(value.strip()):
+                    raise _error(name, origin, "contains a line break or other control character")
+                if name not in _SECRETS and "=?" in value:
+                    # Mail software decodes `=?...?=` in headers (RFC 2047), line breaks included.
+                    raise _error(name, origin, "contains '=?', which mail software reads as an encoded word")
                 return value.strip(), origin
         return None, "default"
 
@@ -150,7 +179,7 @@ def _number(source: _Source, name: str, *, whole: bool, minimum: float) -> float
     return value
 
 
-def _flag(source: _Source, name: str) -> bool:
+def _flag(source: _Source, name: str, *, also: str = "") -> bool:
     raw, origin = source.get(name)
     if raw is None:
         return False
@@ -158,7 +187,7 @@ def _flag(source: _Source, name: str) -> bool:
         return True
     if raw.lower() in ("0", "false", "no", "off"):
         return False
-    raise _error(name, origin, f"expected 1/0, true/false or yes/no, got {raw!r}")
+    raise _error(name, origin, f"expected 1/0, true/false or yes/no{also}, got {raw!r}")
 
 
 def read_env_file(path: Path) -> dict[str, str | None]:
@@ -235,7 +264,7 @@ def _smtp_settings(source: _Source) -> SMTPSettings | None:
     if security not in SECURITY_CHOICES:
         choices = " | ".join(SECURITY_CHOICES)
         raise _error("SMTP_SECURITY", origin, f"expected {choices}, got {raw_security!r}")
-    sec = cast(Security, security)
+    sec: Security = security  # narrowed by the membership test above
     port = _number(source, "SMTP_PORT", whole=True, minimum=1)
     if port is not None and port > 65535:
         raise _error("SMTP_PORT", source.get("SMTP_PORT")[1], f"no such port: {int(port)}")
@@ -245,6 +274,7 @@ def _smtp_settings(source: _Source) -> SMTPSettings | None:
     if ca_file is not None and not ca_file.is_file():
         raise _error("SMTP_CA_FILE", ca_origin, f"no such file: {ca_file}")
     password = source.text("SMTP_PASSWORD")
+    any_host = (source.text("SMTP_ALLOW_PLAINTEXT_AUTH") or "").lower() == "any"
     return SMTPSettings(
         host=host,
         port=int(port) if port is not None else DEFAULT_PORTS[sec],
@@ -253,5 +283,6 @@ def _smtp_settings(source: _Source) -> SMTPSettings | None:
         password=Secret(password) if password is not None else None,
         timeout=timeout if timeout is not None else 30.0,
         ca_file=ca_file,
-        allow_plaintext_auth=_flag(source, "SMTP_ALLOW_PLAINTEXT_AUTH"),
+        allow_plaintext_auth=any_host or _flag(source, "SMTP_ALLOW_PLAINTEXT_AUTH", also=" (or any)"),
+        plaintext_auth_any_host=any_host,
     )

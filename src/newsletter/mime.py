@@ -118,9 +118,13 @@ def text_part(subtype: str, text: str) -> bytes:
     ).encode("ascii") + quoted_printable(text)
 
 
-def multipart(subtype: str, parts: list[bytes], boundary: str) -> bytes:
-    """A multipart entity (its Content-Type header, blank line, and the parts between boundaries)."""
-    head = f'Content-Type: multipart/{subtype};{CRLF} boundary="{boundary}"{CRLF}{CRLF}'.encode("ascii")
+def multipart(subtype: str, parts: list[bytes], boundary: str, *, params: str = "") -> bytes:
+    """A multipart entity (its Content-Type header, blank line, and the parts between boundaries).
+
+    `params` are extra Content-Type parameters, already formatted (`type="text/html"`).
+    """
+    extra = f"{CRLF} {params};" if params else ""
+    head = f'Content-Type: multipart/{subtype};{extra}{CRLF} boundary="{boundary}"{CRLF}{CRLF}'.encode("ascii")
     delimiter = f"--{boundary}{CRLF}".encode("ascii")
     closing = f"--{boundary}--{CRLF}".encode("ascii")
     # The CRLF before each boundary belongs to the delimiter, not to the part (RFC 2046 5.1.1).

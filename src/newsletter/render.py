@@ -8,21 +8,23 @@ have no business mutating the data they are given.
 
 from __future__ import annotations
 
+import functools
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from newsletter.campaign import ANNOUNCEMENT, Campaign
+from newsletter.campaign import ANNOUNCEMENT, Campaign, find_in_templates
 from newsletter.errors import TemplateError
-from newsletter.inline import inline_css
+from newsletter.inline import ExternalStylesheet
 from newsletter.plaintext import html_to_text
 from newsletter.recipients import Recipient
+from newsletter.sandbox import BudgetedSandbox, CampaignLoader
+from newsletter.skeleton import SkeletonInliner
 from newsletter.unsubscribe import UnsubscribeLinks
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -39,14 +41,39 @@ class Rendered:
 
 
 def make_environment(templates: Path, *, autoescape: bool) -> jinja2.Environment:
-    """A sandboxed environment that loads only from the campaign's `templates/` folder."""
-    return ImmutableSandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(templates, encoding="utf-8"),
+    """A sandboxed environment that loads only from the campaign's `templates/` folder.
+
+    The sandbox also bounds loops, time and output per render (`newsletter.sandbox`).
+    """
+    environment = BudgetedSandbox(
+        loader=CampaignLoader(templates),
         undefined=jinja2.StrictUndefined,
         autoescape=autoescape,
         keep_trailing_newline=True,
         auto_reload=False,
     )
+    environment.filters["wordwrap"] = _remembering(environment.filters["wordwrap"])
+    return environment
+
+
+def _remembering(wordwrap: Callable[..., str]) -> Callable[..., str]:
+    """`wordwrap` with its answers kept: textwrap was most of a text part's cost, and the
+    campaign's own paragraphs (and most recipient-dependent ones) wrap the same every time."""
+
+    @functools.lru_cache(maxsize=512)
+    def cached(environment: jinja2.Environment, text: str, args: tuple[Any, ...], kwargs: tuple[Any, ...]) -> str:
+        return wordwrap(environment, text, *args, **dict(kwargs))
+
+    @jinja2.pass_environment
+    def remembered(environment: jinja2.Environment, text: Any, *args: Any, **kwargs: Any) -> str:
+        if type(text) is not str:  # Markup, numbers, undefined: as Jinja would, uncached
+            return wordwrap(environment, text, *args, **kwargs)
+        try:
+            return cached(environment, text, args, tuple(kwargs.items()))
+        except TypeError:  # an unhashable argument: Jinja reports it, if it is wrong at all
+            return wordwrap(environment, text, *args, **kwargs)
+
+    return remembered
 
 
 def template_location(exc: BaseException, templates: Path) -> tuple[Path | None, int | None]:
@@ -94,6 +121,7 @@ class Renderer:
             else None
         )
         self._subject = self._load(lambda: text_env.from_string(campaign.subject))
+        self.inliner = SkeletonInliner(self._render_html)
 
     @property
     def has_text_template(self) -> bool:
@@ -102,7 +130,7 @@ class Renderer:
     def _load(self, get: Any) -> jinja2.Template:
         try:
             template: jinja2.Template = get()
-        except jinja2.TemplateError as exc:
+        except (jinja2.TemplateError, RecursionError, MemoryError) as exc:  # nesting too deep to compile
             raise self._error(exc, None) from None
         return template
 
@@ -122,6 +150,9 @@ class Renderer:
             "unsubscribe_url": unsubscribe_url,
         }
 
+    def _render_html(self, fields: Mapping[str, str], unsubscribe_url: str | None) -> str:
+        return self._html.render(self.context(fields, unsubscribe_url))
+
     def render(self, recipient: Recipient) -> Rendered:
         """Subject, inlined HTML and text for `recipient`; a TemplateError names file and line."""
         url = self.links.url_for(recipient.email)
@@ -139,5 +170,14 @@ class Renderer:
                 path=self.campaign.path,
                 recipient=f"{recipient.email}, recipients line {recipient.line}",
             )
-        html = inline_css(html)
+        try:
+            html = self.inliner.inline(html, recipient.fields, url)
+        except ExternalStylesheet as exc:  # name the template that links it
+            path, line = find_in_templates(self._templates, exc.url)
+            raise TemplateError(
+                exc.reason,
+                path=path or self._templates / self.campaign.html_template,
+                line=line,
+                recipient=f"{recipient.email}, recipients line {recipient.line}",
+            ) from None
         return Rendered(subject, html, text if text is not None else html_to_text(html), url)

@@ -183,3 +183,19 @@ def test_status_before_any_send(campaign: Path) -> None:
     result = invoke("--campaign", str(campaign), "status")
     assert result.exit_code == 0
     assert "pending" in result.output
+
+
+def test_cli_defaults_match_the_unsubscribe_server() -> None:
+    from newsletter import cli, unsubscribe_server
+
+    assert (cli.UNSUBSCRIBE_HOST, cli.UNSUBSCRIBE_PORT) == (
+        unsubscribe_server.DEFAULT_HOST,
+        unsubscribe_server.DEFAULT_PORT,
+    )
+
+
+def test_help_does_not_load_the_rendering_stack() -> None:
+    """`newsletter --help` answers fast because Jinja, premailer and lxml load on first use."""
+    code = "import sys, newsletter.cli; print(sorted({'premailer', 'jinja2', 'lxml', 'email_validator'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -35,18 +35,30 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from newsletter import api
 from newsletter.config import DEFAULT_CONNECTIONS, parse_rate
 from newsletter.errors import DeliveryError, InputError, NewsletterError, SetupError
-from newsletter.journal import DEFERRED, FAILED, SENDING, SENT, UNKNOWN, JournalLocked
-from newsletter.recipients import check_address
-from newsletter.sender import Plan, SendOptions, Summary
-from newsletter.starter import init_campaign
-from newsletter.suppression import UNSUBSCRIBED, add_unsubscribed, read_address_file
-from newsletter.unsubscribe_server import DEFAULT_HOST, DEFAULT_PORT, UnsubscribeApp, make_unsubscribe_server
+from newsletter.lazy import lazy_import
+
+if TYPE_CHECKING:
+    from newsletter import api, recipients, sender, starter, suppression
+    from newsletter import journal as journal_states
+    from newsletter import unsubscribe_server as unsubscribe_web
+else:
+    # `--help` must answer at once: the rendering stack (Jinja, premailer, cssutils,
+    # lxml), the address validator and SQLite load on first use by a command.
+    api = lazy_import("newsletter.api")
+    journal_states = lazy_import("newsletter.journal")
+    recipients = lazy_import("newsletter.recipients")
+    sender = lazy_import("newsletter.sender")
+    starter = lazy_import("newsletter.starter")
+    suppression = lazy_import("newsletter.suppression")
+    unsubscribe_web = lazy_import("newsletter.unsubscribe_server")
+
 
 if TYPE_CHECKING:
     from newsletter.checks import Finding
+
+UNSUBSCRIBE_HOST, UNSUBSCRIBE_PORT = "127.0.0.1", 8090  # kept equal to unsubscribe_server's defaults
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -86,7 +98,7 @@ def reported() -> Iterator[None]:
     """Library errors become one clear line and the right exit code; never a traceback."""
     try:
         yield
-    except (InputError, SetupError, JournalLocked) as exc:
+    except (InputError, SetupError, journal_states.JournalLocked) as exc:
         fail(str(exc))
     except NewsletterError as exc:
         fail(str(exc), EXIT_FAILED)
@@ -142,8 +154,6 @@ def _globals() -> Globals:
         encoding=values.get("encoding", "utf-8"),
         delimiter=delimiter,
     )
-
-
 
 
 def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., None]], click.Command]:
@@ -321,7 +331,9 @@ def check(g: Globals, ask_relay: bool) -> None:
         err.print(Text(f"{finding.level}: ", style=style) + Text(str(finding)))
     table = Table(show_header=False, box=None)
     table.add_row("campaign", f"{project.campaign.id} ({project.campaign.path.name})")
-    table.add_row("recipients", f"{report.valid} valid, {report.invalid_count} invalid, {report.duplicate_count} duplicate")
+    table.add_row(
+        "recipients", f"{report.valid} valid, {report.invalid_count} invalid, {report.duplicate_count} duplicate"
+    )
     table.add_row("sender", project.builder.sender.address)
     table.add_row("delivery", _destination(project))
     table.add_row("largest HTML", f"{report.largest_html / 1024:.1f} KB")
@@ -337,9 +349,7 @@ def check(g: Globals, ask_relay: bool) -> None:
     out.print(f"{passed}, with {warned} warning(s) above." if warned else f"{passed}.")
 
 
-def _delivery_checks(
-    project: api.Project, report: api.Preflight, ask_relay: bool
-) -> tuple[int | None, list[Finding]]:
+def _delivery_checks(project: api.Project, report: api.Preflight, ask_relay: bool) -> tuple[int | None, list[Finding]]:
     """Size and attachment findings; with `ask_relay`, the relay's SIZE (a failed login is an error)."""
     from newsletter.checks import Finding, delivery_findings
 
@@ -412,7 +422,7 @@ class _ProgressReporter:
 
     def advance(self, email: str, state: str) -> None:
         self.progress.advance(self.task)
-        if state != SENT:
+        if state != journal_states.SENT:
             self.progress.console.print(f"{email}: {state}")
 
     def note(self, text: str) -> None:
@@ -432,15 +442,33 @@ def _rate_option(value: str | None) -> str | None:
 @command()
 @click.option("--dry-run", is_flag=True, help="Render and count everything; send nothing.")
 @click.option("--limit", type=click.IntRange(min=1), help="Hand over at most N messages in this run.")
-@click.option("--to", "to", metavar="ADDRESS", help="Send one [TEST] message, rendered for the first recipient, to ADDRESS only.")
+@click.option(
+    "--to", "to", metavar="ADDRESS", help="Send one [TEST] message, rendered for the first recipient, to ADDRESS only."
+)
 @click.option("--rate", metavar="N", help="Messages per second over all connections; also N/min or N/hour.")
-@click.option("--connections", type=click.IntRange(1, 100), help=f"Parallel SMTP connections (default {DEFAULT_CONNECTIONS}).")
+@click.option(
+    "--connections", type=click.IntRange(1, 100), help=f"Parallel SMTP connections (default {DEFAULT_CONNECTIONS})."
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--skip-invalid", is_flag=True, help="Send to the valid rows even if some rows are invalid.")
-@click.option("--resend-unknown", is_flag=True, help="Also send to recipients whose earlier delivery outcome is unknown.")
+@click.option(
+    "--resend-unknown", is_flag=True, help="Also send to recipients whose earlier delivery outcome is unknown."
+)
 @click.option("--ignore-suppression", is_flag=True, help="Also send to unsubscribed and permanently failed addresses.")
-@click.option("--max-attempts", type=click.IntRange(1, 20), default=3, show_default=True, help="Tries per recipient for temporary (4xx) refusals.")
-@click.option("--retry-delay", type=click.FloatRange(0), default=30.0, show_default=True, help="Seconds before the first retry; doubles each time.")
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 20),
+    default=3,
+    show_default=True,
+    help="Tries per recipient for temporary (4xx) refusals.",
+)
+@click.option(
+    "--retry-delay",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Seconds before the first retry; doubles each time.",
+)
 def send(
     g: Globals,
     dry_run: bool,
@@ -473,7 +501,7 @@ def send(
     if not _report_preflight(report, project, skip_invalid=skip_invalid):
         sys.exit(EXIT_INPUT)
     settings = project.settings
-    options = SendOptions(
+    options = sender.SendOptions(
         connections=settings.connections,
         rate=settings.rate,
         limit=limit,
@@ -509,8 +537,7 @@ def send(
             return
         if project.settings.smtp is not None and not yes:
             _confirm(
-                f"Send {pending} message(s) to {project.settings.smtp.address} as "
-                f"{project.builder.sender.address}?"
+                f"Send {pending} message(s) to {project.settings.smtp.address} as {project.builder.sender.address}?"
             )
         summary = _run(project, journal, options, plan)
     _finish(project, summary)
@@ -525,14 +552,14 @@ def _confirm(question: str) -> None:
 
 def _send_test(project: api.Project, to: str) -> None:
     try:
-        address, _ = check_address(to)
+        address, _ = recipients.check_address(to)
     except ValueError as exc:
         raise InputError(str(exc), field="--to") from None
     outgoing = api.send_test(project, address)
     out.print(f"Test message {outgoing.message_id} delivered to {address} via {_destination(project)}.")
 
 
-def _dry_run(project: api.Project, journal: Any, options: SendOptions) -> None:
+def _dry_run(project: api.Project, journal: Any, options: sender.SendOptions) -> None:
     with reported():
         plan, pending = api.plan_send(project, journal, replace(options, limit=options.limit))
     s = plan.summary
@@ -542,7 +569,7 @@ def _dry_run(project: api.Project, journal: Any, options: SendOptions) -> None:
     )
 
 
-def _run(project: api.Project, journal: Any, options: SendOptions, plan: Plan) -> Summary:
+def _run(project: api.Project, journal: Any, options: sender.SendOptions, plan: sender.Plan) -> sender.Summary:
     progress = Progress(
         TextColumn("sending"),
         BarColumn(),
@@ -572,11 +599,11 @@ def _run(project: api.Project, journal: Any, options: SendOptions, plan: Plan) -
     return summary
 
 
-def _suppressed_detail(summary: Summary) -> str:
+def _suppressed_detail(summary: sender.Summary) -> str:
     return f"{summary.unsubscribed} unsubscribed, {summary.bounced} failed permanently in an earlier campaign"
 
 
-def _print_summary(summary: Summary) -> None:
+def _print_summary(summary: sender.Summary) -> None:
     parts = [f"{summary.sent} sent", f"{summary.failed} failed", f"{summary.deferred} deferred"]
     if summary.unknown:
         parts.append(f"{summary.unknown} unknown")
@@ -595,7 +622,7 @@ def _print_summary(summary: Summary) -> None:
         out.print("Skipped: " + "; ".join(details) + ".")
 
 
-def _finish(project: api.Project, summary: Summary) -> None:
+def _finish(project: api.Project, summary: sender.Summary) -> None:
     _print_summary(summary)
     if project.settings.smtp is None:
         out.print(f"Delivered to the outbox folder {project.outbox} (no SMTP_HOST set).")
@@ -605,7 +632,7 @@ def _finish(project: api.Project, summary: Summary) -> None:
         fail(f"{summary.fatal}; run the same command again to continue", EXIT_FAILED)
     if summary.problems:
         with project.journal() as journal:
-            for entry in journal.entries((FAILED, DEFERRED, UNKNOWN)):
+            for entry in journal.entries((journal_states.FAILED, journal_states.DEFERRED, journal_states.UNKNOWN)):
                 code = f"{entry.code} " if entry.code else ""
                 err.print(f"  {entry.email} (line {entry.line}): {entry.state}: {code}{entry.reply or ''}")
         sys.exit(EXIT_FAILED)
@@ -621,7 +648,12 @@ def _csv_cell(value: object) -> str:
 
 
 @command()
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the failed, deferred and unknown recipients to this CSV.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the failed, deferred and unknown recipients to this CSV.",
+)
 def status(g: Globals, csv_path: Path | None) -> None:
     """What the journal knows about this campaign: totals, rate, and every recipient with a problem."""
     with reported():
@@ -629,14 +661,22 @@ def status(g: Globals, csv_path: Path | None) -> None:
         listed = sum(1 for _ in project.recipients.recipients()) if project.recipients.path.is_file() else None
         with project.journal() as journal:
             counts = journal.counts()
-            entries = journal.entries((FAILED, DEFERRED, UNKNOWN, SENDING))
+            entries = journal.entries(
+                (journal_states.FAILED, journal_states.DEFERRED, journal_states.UNKNOWN, journal_states.SENDING)
+            )
             span = journal.span()
-            plan = api.plan_send(project, journal, SendOptions())[0] if listed is not None else None
+            plan = api.plan_send(project, journal, sender.SendOptions())[0] if listed is not None else None
     table = Table(title=f"Campaign {project.campaign.id} — {_destination(project)}", title_justify="left")
     table.add_column("state")
     table.add_column("recipients", justify="right")
     recorded = sum(counts.values())
-    for state in (SENT, FAILED, DEFERRED, UNKNOWN, SENDING):
+    for state in (
+        journal_states.SENT,
+        journal_states.FAILED,
+        journal_states.DEFERRED,
+        journal_states.UNKNOWN,
+        journal_states.SENDING,
+    ):
         table.add_row(state, str(counts.get(state, 0)))
     suppressed = plan.summary if plan is not None else None
     if listed is not None and suppressed is not None:
@@ -646,9 +686,9 @@ def status(g: Globals, csv_path: Path | None) -> None:
     out.print(table)
     if suppressed is not None and suppressed.suppressed:
         out.print(f"Suppressed, never sent to: {_suppressed_detail(suppressed)} (--ignore-suppression overrides).")
-    if span and counts.get(SENT):
+    if span and counts.get(journal_states.SENT):
         seconds = max(span[1] - span[0], 1e-6)
-        out.print(f"Rate achieved: {counts[SENT] / seconds:.1f} messages/s over {seconds:.0f} s.")
+        out.print(f"Rate achieved: {counts[journal_states.SENT] / seconds:.1f} messages/s over {seconds:.0f} s.")
     if entries:
         problems = Table(title="Recipients needing attention", title_justify="left")
         for column in ("line", "email", "state", "attempts", "last reply"):
@@ -675,7 +715,7 @@ def status(g: Globals, csv_path: Path | None) -> None:
 def init(folder: Path) -> None:
     """Write a starter campaign (the example announcement) into FOLDER."""
     with reported():
-        written = init_campaign(folder)
+        written = starter.init_campaign(folder)
     for path in written:
         click.echo(f"wrote {path}")
     click.echo(
@@ -696,15 +736,15 @@ def unsubscribe(g: Globals, addresses: tuple[str, ...], from_file: Path | None) 
     wanted = list(addresses)
     if from_file is not None:
         with reported():
-            wanted += read_address_file(from_file)
+            wanted += suppression.read_address_file(from_file)
     if not wanted:
         fail("give at least one address, or --from-file FILE")
     if not g.campaign.is_dir():
         fail(f"campaign folder not found: {g.campaign}")
-    target = g.campaign / UNSUBSCRIBED
+    target = g.campaign / suppression.UNSUBSCRIBED
     try:
         with reported():
-            added = add_unsubscribed(target, wanted)
+            added = suppression.add_unsubscribed(target, wanted)
     except ValueError as exc:
         fail(str(exc))
     click.echo(f"{len(added)} address(es) added to {target}; {len(wanted) - len(added)} were already there.")
@@ -713,12 +753,12 @@ def unsubscribe(g: Globals, addresses: tuple[str, ...], from_file: Path | None) 
 @command("unsubscribe-server")
 @click.option(
     "--host",
-    default=DEFAULT_HOST,
+    default=UNSUBSCRIBE_HOST,
     show_default=True,
     help="Address to listen on; keep the default and put an https reverse proxy in front.",
 )
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="0: any free port."
+    "--port", type=click.IntRange(0, 65535), default=UNSUBSCRIBE_PORT, show_default=True, help="0: any free port."
 )
 def unsubscribe_server(g: Globals, host: str, port: int) -> None:
     """Answer the unsubscribe links: a confirmation page, and one-click POSTs (RFC 8058).
@@ -729,14 +769,14 @@ def unsubscribe_server(g: Globals, host: str, port: int) -> None:
     with reported():
         project = g.load()
         list_name = project.campaign.fields.get("list_name")
-        app = UnsubscribeApp(
+        app = unsubscribe_web.UnsubscribeApp(
             project.builder.links,
-            project.folder / UNSUBSCRIBED,
+            project.folder / suppression.UNSUBSCRIBED,
             list_name=list_name if isinstance(list_name, str) else project.builder.links.list_id,
             on_unsubscribe=lambda address: out.print(f"unsubscribed: {address}"),
         )
     try:
-        server = make_unsubscribe_server(app, host=host, port=port)
+        server = unsubscribe_web.make_unsubscribe_server(app, host=host, port=port)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     out.print(f"Answering {project.builder.links.url} on http://{host}:{server.server_port}/ (Ctrl-C to stop).")

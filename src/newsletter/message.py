@@ -25,15 +25,17 @@ from email.headerregistry import Address, BaseHeader, HeaderRegistry, Unstructur
 from email.message import EmailMessage, MIMEPart
 from email.policy import Policy
 from email.utils import formatdate, getaddresses, make_msgid, parseaddr
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from newsletter import mime
 from newsletter.attachments import Attachment
 from newsletter.errors import ConfigError
 from newsletter.images import Image, InlineImages
 from newsletter.recipients import Recipient, check_address
-from newsletter.render import Rendered
 from newsletter.unsubscribe import ONE_CLICK, UnsubscribeLinks
+
+if TYPE_CHECKING:
+    from newsletter.render import Rendered
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SPACES = re.compile(r"\s+")

@@ -15,13 +15,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from newsletter.errors import ConnectionLost, DeliveryError, NewsletterError, RecipientRefused
 from newsletter.journal import DEFERRED, FAILED, SENT, UNKNOWN, Journal
-from newsletter.message import Outgoing
 from newsletter.recipients import Recipient
 from newsletter.transports import Transport
+
+if TYPE_CHECKING:
+    from newsletter.message import Outgoing
 
 
 @dataclass(frozen=True)

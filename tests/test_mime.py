@@ -101,3 +101,15 @@ def test_base64_lines_decode_byte_for_byte() -> None:
     import base64
 
     assert base64.b64decode(encoded) == payload
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=bodies)
+def test_line_cached_quoted_printable_equals_encoding_the_whole(text: str) -> None:
+    import binascii
+
+    whole = text.replace("\n", "\r\n").encode("utf-8")
+    if not whole.endswith(b"\r\n"):
+        whole += b"\r\n"
+    assert mime.quoted_printable(text) == binascii.b2a_qp(whole, istext=True)
+    assert mime.quoted_printable(text) == mime.quoted_printable(text)  # cached the second time

@@ -54,6 +54,7 @@ class Behaviour:
     drop_after_data: set[str] = field(default_factory=set)  # rcpt: close without replying to DATA
     stall_data: float = 0.0  # seconds to wait before replying to DATA
     stall_rcpt: dict[str, float] = field(default_factory=dict)
+    pipelining: bool = True  # advertise RFC 2920 PIPELINING (the client's fast path)
 
 
 class Recorder:
@@ -71,6 +72,8 @@ class Recorder:
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
+        if self.behaviour.pipelining:  # aiosmtpd reads pipelined commands fine; it just doesn't say so
+            responses.insert(-1, "250-PIPELINING")
         return responses
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:

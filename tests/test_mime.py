@@ -6,6 +6,7 @@ from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.utils import parseaddr
 
 import pytest
 from hypothesis import given, settings
@@ -59,8 +60,11 @@ def test_headers_parse_like_the_standard_librarys(name: str, subject: str) -> No
     # there (for the standard library's own output too), so names that need several
     # words are checked with the strict decoder and the rest with both.
     raw_name = mime.phrase(name).replace("\r\n ", " ")
-    decoded = str(make_header(decode_header(raw_name))) if "=?" in raw_name else raw_name.strip('"')
-    assert decoded.replace('\\"', '"').replace("\\\\", "\\") == name
+    if "=?" in raw_name:
+        decoded = str(make_header(decode_header(raw_name)))
+    else:  # plain or a quoted-string: the address parser unquotes it
+        decoded = parseaddr(f"{raw_name} <reader@example.org>")[0]
+    assert decoded == name
     if len(name.encode()) <= 45:
         assert ours["To"].addresses == theirs["To"].addresses
 

@@ -11,7 +11,7 @@ from newsletter.recipients import _plain_address, check_address
 local = st.from_regex(r"[A-Za-z0-9_+.-]{1,70}", fullmatch=True)
 label = st.from_regex(r"[A-Za-z0-9-]{1,65}", fullmatch=True)
 tld = st.sampled_from(["org", "COM", "example", "test", "local", "io", "xn--p1ai", "r", "onion", "arpa"])
-addresses = st.builds(lambda l, ls, t: f"{l}@{'.'.join(ls)}.{t}", local, st.lists(label, min_size=0, max_size=3), tld)
+addresses = st.builds(lambda lp, ls, t: f"{lp}@{'.'.join(ls)}.{t}", local, st.lists(label, min_size=0, max_size=3), tld)
 
 
 def reference(text: str) -> str | None:

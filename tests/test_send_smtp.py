@@ -97,3 +97,17 @@ def test_server_without_starttls_is_refused(campaign: Path, ca_file: Path) -> No
         assert result.exit_code == 2
         assert "does not offer STARTTLS" in result.output
         assert plain.messages == []
+
+
+def test_servers_without_pipelining_get_one_command_at_a_time(campaign: Path, smtp: Server) -> None:
+    """Most tests speak to a server that offers PIPELINING (the fast path); this one does not."""
+    smtp.behaviour.pipelining = False
+    smtp.behaviour.replies["dmitry.sokolov@eec.example.org"] = ["550 5.1.1 no such user"]
+    smtp.behaviour.drop_after_data = {"olga.smirnova@research.example.org"}
+    write_env(campaign, smtp.env())
+    result = invoke("--campaign", str(campaign), "send", "--yes", "--connections", "1")
+    assert result.exit_code == 1
+    received = smtp.recorder.by_recipient()
+    assert len(received) == 11 and all(len(copies) == 1 for copies in received.values())
+    assert "dmitry.sokolov@eec.example.org (line 3): failed: 550 5.1.1 no such user" in result.output
+    assert "olga.smirnova@research.example.org (line 7): unknown" in result.output

@@ -93,7 +93,10 @@ def column_key(header: str) -> str:
 # the domain lower-cased), and it costs ~25 us an address, the largest single cost
 # of reading a big list. Anything else goes to email-validator; the equivalence is
 # a property test (tests/test_recipients_fast.py).
-_PLAIN = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})")
+_PLAIN = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"  # local part: a dot-atom of common characters
+    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"  # an ASCII host name
+)
 
 
 def _plain_address(text: str) -> str | None:

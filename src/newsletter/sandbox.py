@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterable, Iterator
 from contextvars import ContextVar
+from itertools import islice
 from pathlib import Path
 from types import CodeType
 from typing import Any, cast
@@ -38,6 +39,7 @@ MAX_RENDER_SECONDS = 5.0
 MAX_OUTPUT_CHARS = 10_000_000
 MAX_POWER_BITS = 64 * 1024
 _CHECK_EVERY = 1024  # steps between clock reads: cheap, and still well under a second
+_OUTPUT_BLOCK = 256  # output chunks between size checks
 _BUDGET_FILTER = "_newsletter_budget"
 
 
@@ -98,8 +100,10 @@ class BudgetedTemplate(jinja2.Template):
             try:
                 # Jinja compiles templates to generator functions; typeshed only says Iterator.
                 output = cast(Generator[str, None, None], self.root_render_func(context))
-                for part in output:
-                    size += len(part)
+                # Drained in blocks at C speed (islice, map): a Python loop over every
+                # chunk cost as much as the template itself.
+                while block := list(islice(output, _OUTPUT_BLOCK)):
+                    size += sum(map(len, block))
                     if size > MAX_OUTPUT_CHARS:
                         # Thrown into the template, so the traceback names the line that wrote it.
                         output.throw(
@@ -107,7 +111,7 @@ class BudgetedTemplate(jinja2.Template):
                                 f"the output grew past {MAX_OUTPUT_CHARS:,} characters for one recipient"
                             )
                         )
-                    parts.append(part)
+                    parts += block
             except Exception:
                 self.environment.handle_exception()  # rewrites the traceback to template lines
             return self.environment.concat(parts)

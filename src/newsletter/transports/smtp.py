@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 import smtplib
 import socket
 import ssl
@@ -31,6 +32,8 @@ from collections.abc import Sequence
 from newsletter.config import SMTPSettings
 from newsletter.errors import ConnectionLost, RecipientRefused, SetupError
 from newsletter.message import Outgoing
+
+_DOT_LINE = re.compile(rb"(?m)^\.")  # a line that starts with "." goes as ".." (RFC 5321 4.5.2)
 
 
 def tls_context(settings: SMTPSettings) -> ssl.SSLContext:
@@ -238,12 +241,18 @@ class SMTPTransport:
         code: int
         reply: bytes | str
         try:
-            code, reply = smtp.mail(envelope.sender, options)
-            if code == 250:
-                code, reply = smtp.rcpt(envelope.recipient)
-            if code in (250, 251):
-                data_sent = True
-                code, reply = smtp.data(message.data)
+            if smtp.has_extn("pipelining") and not envelope.smtputf8:
+                code, reply = self._pipelined_commands(smtp, message, options)
+                if code == 354:
+                    data_sent = True
+                    code, reply = self._pipelined_data(smtp, message)
+            else:
+                code, reply = smtp.mail(envelope.sender, options)
+                if code == 250:
+                    code, reply = smtp.rcpt(envelope.recipient)
+                if code in (250, 251):
+                    data_sent = True
+                    code, reply = smtp.data(message.data)
         except smtplib.SMTPDataError as exc:  # DATA itself refused, before any data went
             code, reply, data_sent = exc.smtp_code, exc.smtp_error, False
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
@@ -256,6 +265,36 @@ class SMTPTransport:
         else:
             self._reset()
         raise RecipientRefused(code, self._text(reply))
+
+    @staticmethod
+    def _pipelined_commands(smtp: smtplib.SMTP, message: Outgoing, options: list[str]) -> tuple[int, bytes]:
+        """MAIL, RCPT and DATA in one write (RFC 2920): two round trips a message, not four.
+
+        Returns (354, ...) when the data may follow, else the first failing reply.
+        """
+        envelope = message.envelope
+        extra = (" " + " ".join(options)) if options else ""
+        smtp.send(f"MAIL FROM:<{envelope.sender}>{extra}\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n")
+        mail, rcpt, data = smtp.getreply(), smtp.getreply(), smtp.getreply()
+        expected = ((mail, (250,)), (rcpt, (250, 251)), (data, (354,)))
+        failure = next((reply for reply, ok in expected if reply[0] not in ok), None)
+        if failure is None:
+            return data
+        if data[0] == 354:  # a server that took DATA anyway: end the empty message (reset follows)
+            smtp.send(b".\r\n")
+            smtp.getreply()
+        return failure
+
+    @staticmethod
+    def _pipelined_data(smtp: smtplib.SMTP, message: Outgoing) -> tuple[int, bytes]:
+        """The message itself after the 354, dot-stuffed, and the relay's final reply."""
+        payload = message.data
+        if payload.startswith(b".") or b"\n." in payload:  # a C-speed scan spares the regex mostly
+            payload = _DOT_LINE.sub(b"..", payload)
+        # One write: the data and its terminator in separate writes meet Nagle's algorithm
+        # and the peer's delayed ACK, which costs tens of milliseconds a message.
+        smtp.send(payload + (b".\r\n" if payload.endswith(b"\r\n") else b"\r\n.\r\n"))
+        return smtp.getreply()
 
     def _reset(self) -> None:
         """A clean transaction for the next message, or a fresh connection if RSET fails."""

@@ -309,3 +309,15 @@ def test_sigkill_at_random_moments_never_sends_twice(campaign: Path, smtp: Serve
     status = run(campaign, env, command="status")
     for address in unknown:
         assert address in status.stdout
+
+
+def test_ctrl_c_before_sending_exits_130_and_sends_nothing(campaign: Path, smtp: Server) -> None:
+    """Interrupted while reading and rendering a long list: nothing sent, exit 130, no traceback."""
+    write_list(campaign, 20000)
+    process = start(campaign, smtp.env())
+    time.sleep(1.5)  # importing and rendering; far from done with 20,000 recipients
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert smtp.messages == []

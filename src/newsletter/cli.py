@@ -170,7 +170,18 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., None]], click.
     return decorate
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """Ctrl-C outside a send's own handling (reading the list, rendering) exits 130, not 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            err.print("\nInterrupted; nothing more was sent. Run the same command again to continue.")
+            sys.exit(EXIT_SIGNAL[signal.SIGINT])
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="newsletter")
 @global_options
 def main() -> None:

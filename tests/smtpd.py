@@ -159,6 +159,21 @@ class Server:
         return values
 
 
+def authenticator(recorder: Recorder, auth: dict[str, str], failure: str | None = None) -> Any:
+    """An aiosmtpd authenticator that records each login and accepts the pairs in `auth`."""
+
+    def check(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        if not isinstance(data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login, password = data.login.decode(), data.password.decode()
+        recorder.logins.append((login, password))
+        if auth.get(login) == password:
+            return AuthResult(success=True)
+        return AuthResult(success=False, handled=False, message=failure)
+
+    return check
+
+
 @contextmanager
 def running_server(
     *,
@@ -176,15 +191,7 @@ def running_server(
         kwargs["tls_context"] = tls
         kwargs["require_starttls"] = True
     if auth is not None:
-
-        def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-            if not isinstance(data, LoginPassword):
-                return AuthResult(success=False, handled=False)
-            login, password = data.login.decode(), data.password.decode()
-            recorder.logins.append((login, password))
-            return AuthResult(success=auth.get(login) == password, handled=False)
-
-        kwargs["authenticator"] = authenticator
+        kwargs["authenticator"] = authenticator(recorder, auth)
         kwargs["auth_require_tls"] = tls is not None
         kwargs["auth_required"] = True
     port = free_port()

@@ -22,12 +22,11 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 from click.testing import Result
 
 from newsletter.config import KNOWN_SETTINGS
 from tests.conftest import invoke
-from tests.smtpd import Recorder, Server, free_port
+from tests.smtpd import Recorder, Server, authenticator, free_port
 
 FRONT = """\
 +++
@@ -127,17 +126,7 @@ def serve(
         kwargs["tls_context"] = starttls
         kwargs["require_starttls"] = True
     if auth is not None:
-
-        def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-            if not isinstance(data, LoginPassword):
-                return AuthResult(success=False, handled=False)
-            login, password = data.login.decode(), data.password.decode()
-            recorder.logins.append((login, password))
-            if auth.get(login) == password:
-                return AuthResult(success=True)
-            return AuthResult(success=False, handled=False, message=auth_failure_message)
-
-        kwargs["authenticator"] = authenticator
+        kwargs["authenticator"] = authenticator(recorder, auth, auth_failure_message)
         # aiosmtpd only knows STARTTLS as "TLS": with implicit TLS the whole session is encrypted anyway.
         kwargs["auth_require_tls"] = starttls is not None
         kwargs["auth_required"] = True

@@ -5,14 +5,17 @@ Everything here raises; nothing prints or exits.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from newsletter import webversion
 from newsletter.attachments import load_attachments
+from newsletter.buildpool import BuildPool
 from newsletter.campaign import Campaign, load_campaign
 from newsletter.config import Settings, load_settings
 from newsletter.errors import CampaignError, ConfigError, InputError, TemplateError
@@ -175,37 +178,52 @@ def preflight(
     max_template_errors: int = 20,
     progress: Callable[[int], None] | None = None,
 ) -> Preflight:
-    """Read every row and render every valid recipient; collect the problems instead of stopping."""
+    """Read every row and render every valid recipient; collect the problems instead of stopping.
+
+    The rendering runs in child processes (one per core) while this one reads the list.
+    """
     report = Preflight()
     largest: Recipient | None = None
-    for index, row in enumerate(project.recipients, start=1):
-        if progress is not None and index % 1000 == 0:
-            progress(index)
-        if isinstance(row, InvalidRow):
-            report.invalid_count += 1
-            if len(report.invalid) < KEPT_PROBLEMS:
-                report.invalid.append(row)
-        elif isinstance(row, DuplicateRow):
-            report.duplicate_count += 1
-            if len(report.duplicates) < KEPT_PROBLEMS:
-                report.duplicates.append(row)
-        else:
-            report.valid += 1
-            if render and len(report.template_errors) < max_template_errors:
-                try:
-                    rendered = project.renderer.render(row)
-                    project.builder.check(rendered)  # e.g. an <img src> file that is missing
-                except TemplateError as exc:
-                    report.template_errors.append(exc)
-                else:
-                    size = len(rendered.html.encode())
-                    if size > report.largest_html or largest is None:
-                        report.largest_html, largest = max(report.largest_html, size), row
+
+    def valid_rows() -> Iterator[Recipient]:
+        for index, row in enumerate(project.recipients, start=1):
+            if progress is not None and index % 1000 == 0:
+                progress(index)
+            if isinstance(row, InvalidRow):
+                report.invalid_count += 1
+                if len(report.invalid) < KEPT_PROBLEMS:
+                    report.invalid.append(row)
+            elif isinstance(row, DuplicateRow):
+                report.duplicate_count += 1
+                if len(report.duplicates) < KEPT_PROBLEMS:
+                    report.duplicates.append(row)
+            else:
+                report.valid += 1
+                if render and len(report.template_errors) < max_template_errors:
+                    yield row
+
+    with BuildPool(partial(_check_recipient, project), processes=max(1, os.cpu_count() or 1)) as pool:
+        for row, (error, size) in pool.map(valid_rows()):
+            if error is not None:
+                if len(report.template_errors) < max_template_errors:
+                    report.template_errors.append(error)
+            elif size > report.largest_html or largest is None:
+                report.largest_html, largest = max(report.largest_html, size), row
     if largest is not None and not report.template_errors:
         # One real message, for the recipient whose HTML is biggest: its size is what the
         # relay's SIZE limit and Gmail see, with encodings and attachments counted.
         report.largest_message = len(project.message(largest)[1].data)
     return report
+
+
+def _check_recipient(project: Project, row: Recipient) -> tuple[TemplateError | None, int]:
+    """Render one recipient as preflight does: the error, or the size of its HTML."""
+    try:
+        rendered = project.renderer.render(row)
+        project.builder.check(rendered)  # e.g. an <img src> file that is missing
+    except TemplateError as exc:
+        return exc, 0
+    return None, len(rendered.html.encode())
 
 
 def find_recipient(project: Project, email: str | None) -> Recipient:
@@ -276,16 +294,17 @@ def send(
         planned, _ = plan_send(project, journal, options)
     total, done = planned.summary.planned, planned.summary.already_done
     plan = Plan(journal, options, unsubscribed=planned.unsubscribed)
-    sender = Sender(
-        transport_factory=project.transport_factory(smtputf8_needed=planned.smtputf8),
-        build=lambda r: project.message(r)[1],
-        journal=journal,
-        options=options,
-        reporter=reporter,
-        stop=stop,
-    )
-    selected: Iterator[Recipient] = plan.select(project.recipients.recipients())
-    return sender.run(selected, total=total + done, done=done, summary=plan.summary)
+    with BuildPool(lambda r: project.message(r)[1]) as pool:
+        sender = Sender(
+            transport_factory=project.transport_factory(smtputf8_needed=planned.smtputf8),
+            build=pool.map,
+            journal=journal,
+            options=options,
+            reporter=reporter,
+            stop=stop,
+        )
+        selected: Iterator[Recipient] = plan.select(project.recipients.recipients())
+        return sender.run(selected, total=total + done, done=done, summary=plan.summary)
 
 
 def send_test(project: Project, to: str, *, email: str | None = None) -> Outgoing:

@@ -7,10 +7,23 @@ The library raises, only the CLI prints. Input and configuration problems
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class NewsletterError(Exception):
     """Root of every error this package raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (preflight renders in child processes); the
+        # default pickling calls __init__ with the message alone and loses path and line.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[NewsletterError], args: tuple[Any, ...], state: dict[str, Any]) -> NewsletterError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class InputError(NewsletterError):

@@ -183,7 +183,7 @@ class Sender:
         self,
         *,
         transport_factory: Callable[[], Transport],
-        build: Callable[[Recipient], Outgoing],
+        build: Callable[[Iterable[Recipient]], Iterator[tuple[Recipient, Outgoing]]],
         journal: Journal | None,
         options: SendOptions,
         reporter: Reporter | None = None,
@@ -221,9 +221,8 @@ class Sender:
         for worker in workers:
             worker.start()
         try:
-            for recipient in recipients:
-                job = _Job(recipient, self.build(recipient))
-                if not self._put(job):
+            for recipient, outgoing in self.build(recipients):
+                if not self._put(_Job(recipient, outgoing)):
                     break
         finally:
             with self._cond:

@@ -1,0 +1,45 @@
+"""Messages built in a child process are the messages the parent would have built, in order."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+from pathlib import Path
+
+from newsletter import api
+from newsletter.buildpool import BuildPool, can_fork
+from tests.faults import write_list
+
+
+def test_child_built_messages_match_and_keep_the_list_order(campaign: Path) -> None:
+    addresses = write_list(campaign, 300)
+    project = api.load_project(campaign, environ={})
+    with BuildPool(lambda r: project.message(r)[1]) as pool:
+        pairs = list(pool.map(project.recipients.recipients()))
+    assert [r.email for r, _ in pairs] == addresses
+    for recipient, outgoing in pairs[::37]:
+        local = project.message(recipient)[1]
+        ours, theirs = (message_from_bytes(o.data, policy=policy.default) for o in (outgoing, local))
+        assert ours["To"] == theirs["To"] and ours["Subject"] == theirs["Subject"]
+        assert ours.get_body(("html",)).get_content() == theirs.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert len({o.message_id for _, o in pairs}) == 300  # unique across processes
+
+
+def test_errors_come_back_as_values_with_their_location(campaign: Path) -> None:
+    (campaign / "recipients.csv").write_text("email,name\nann@example.org,Ann\n", encoding="utf-8")
+    project = api.load_project(campaign, environ={})
+    report = api.preflight(project)
+    assert len(report.template_errors) == 1
+    error = report.template_errors[0]
+    assert error.path is not None and error.path.name == "announcement.html" and error.line
+    assert "recipients line 2" in str(error)
+
+
+def test_this_machine_really_uses_a_child_process() -> None:
+    """On Linux with more than one core the pool forks; elsewhere it builds in-process."""
+    import os
+    import sys
+
+    assert can_fork() == (sys.platform == "linux" and (os.cpu_count() or 1) > 1)
+    with BuildPool(lambda r: os.getpid()) as pool:
+        pids = {pid for _, pid in pool.map([object()] * 40)}  # type: ignore[list-item]
+    assert (os.getpid() not in pids) == can_fork()

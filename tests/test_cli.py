@@ -200,3 +200,12 @@ def test_help_does_not_load_the_rendering_stack() -> None:
     code = f"import sys, newsletter.cli; print(sorted({heavy} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_list_with_no_valid_recipient_is_an_error_not_a_success(campaign: Path) -> None:
+    (campaign / "recipients.csv").write_text("email,name,organization\n", encoding="utf-8")
+    for command in ("check", "send"):
+        result = invoke("--campaign", str(campaign), command)
+        assert result.exit_code == 2, command
+        assert "recipients.csv: no valid recipient in the list" in result.output
+    assert not (campaign / "outbox").exists()

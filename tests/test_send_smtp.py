@@ -85,6 +85,7 @@ def test_wrong_password_stops_with_exit_2_and_marks_nothing(campaign: Path, smtp
     assert result.exit_code == 2
     assert "authentication failed" in result.output
     assert "wrong" not in result.output
+    assert "sending" not in result.output  # no empty progress bar above the error
     status = invoke("--campaign", str(campaign), "status")
     assert re.search(r"sent\s*│\s*0", status.output)
     assert smtp_tls.messages == []

@@ -313,6 +313,9 @@ def _report_preflight(report: api.Preflight, project: api.Project, *, skip_inval
             "to the valid rows only"
         )
         return False
+    if report.valid == 0:
+        err.print(f"{name}: no valid recipient in the list (a header row alone, or every row invalid)")
+        return False
     return True
 
 
@@ -429,7 +432,10 @@ class _ProgressReporter:
         self.task = progress.add_task("sending", total=None)
 
     def start(self, total: int, done: int) -> None:
+        # Shown only once the relay has accepted the first connection: a TLS or login
+        # error then stands alone instead of under an empty bar.
         self.progress.update(self.task, total=total, completed=done)
+        self.progress.start()
 
     def advance(self, email: str, state: str) -> None:
         self.progress.advance(self.task)
@@ -590,7 +596,7 @@ def _run(project: api.Project, journal: Any, options: sender.SendOptions, plan: 
         console=err,
         transient=False,
     )
-    with _Signals() as signals, progress:
+    with _Signals() as signals:
         reporter = _ProgressReporter(progress)
         try:
             summary = api.send(
@@ -602,6 +608,8 @@ def _run(project: api.Project, journal: Any, options: sender.SendOptions, plan: 
         except NewsletterError as exc:
             progress.stop()
             fail(str(exc), EXIT_FAILED)
+        finally:
+            progress.stop()
     if signals.received is not None:
         summary.interrupted = True
         _print_summary(summary)

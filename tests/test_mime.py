@@ -98,14 +98,6 @@ def test_alternative_bodies_round_trip(text: str, html: str) -> None:
     assert all(len(line) <= 78 for line in entity.split(b"\r\n"))
 
 
-def test_base64_lines_decode_byte_for_byte() -> None:
-    payload = bytes(range(256)) * 40
-    encoded = mime.base64_lines(payload)
-    assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
-    import base64
-
-    assert base64.b64decode(encoded) == payload
-
 
 @settings(max_examples=300, deadline=None)
 @given(text=bodies)

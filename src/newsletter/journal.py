@@ -167,10 +167,6 @@ class Journal:
             )
         self._holding_lock = True
 
-    def release(self) -> None:
-        with self._lock:
-            self._release()
-
     def _release(self) -> None:
         self._db.execute(
             "DELETE FROM locks WHERE campaign=? AND destination=? AND pid=?",

@@ -128,11 +128,6 @@ def quoted_printable(text: str) -> bytes:
     return b"".join(encoded)
 
 
-def base64_lines(data: bytes) -> bytes:
-    """Binary data as base64 lines of 76 characters, CRLF-terminated."""
-    return b"".join(binascii.b2a_base64(data[i : i + 57], newline=False) + b"\r\n" for i in range(0, len(data), 57))
-
-
 def text_part(subtype: str, text: str) -> bytes:
     """A complete text/* part: headers, blank line, quoted-printable UTF-8 body."""
     return (

@@ -202,7 +202,7 @@ def preflight(
                 if render and len(report.template_errors) < max_template_errors:
                     yield row
 
-    with BuildPool(partial(_check_recipient, project), processes=max(1, os.cpu_count() or 1)) as pool:
+    with BuildPool(partial(_check_recipient, project), processes=_processes()) as pool:
         for row, (error, size) in pool.map(valid_rows()):
             if error is not None:
                 if len(report.template_errors) < max_template_errors:
@@ -214,6 +214,11 @@ def preflight(
         # relay's SIZE limit and Gmail see, with encodings and attachments counted.
         report.largest_message = len(project.message(largest)[1].data)
     return report
+
+
+def _processes() -> int:
+    """Rendering processes: one per core. The sending process mostly waits on sockets."""
+    return max(1, os.cpu_count() or 1)
 
 
 def _check_recipient(project: Project, row: Recipient) -> tuple[TemplateError | None, int]:
@@ -294,7 +299,7 @@ def send(
         planned, _ = plan_send(project, journal, options)
     total, done = planned.summary.planned, planned.summary.already_done
     plan = Plan(journal, options, unsubscribed=planned.unsubscribed)
-    with BuildPool(lambda r: project.message(r)[1]) as pool:
+    with BuildPool(lambda r: project.message(r)[1], processes=_processes()) as pool:
         sender = Sender(
             transport_factory=project.transport_factory(smtputf8_needed=planned.smtputf8),
             build=pool.map,

@@ -26,6 +26,7 @@ from newsletter.recipients import Recipient
 from newsletter.sandbox import BudgetedSandbox, CampaignLoader
 from newsletter.skeleton import SkeletonInliner
 from newsletter.unsubscribe import UnsubscribeLinks
+from newsletter.wrap import wrap
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -52,8 +53,30 @@ def make_environment(templates: Path, *, autoescape: bool) -> jinja2.Environment
         keep_trailing_newline=True,
         auto_reload=False,
     )
-    environment.filters["wordwrap"] = _remembering(environment.filters["wordwrap"])
+    environment.filters["wordwrap"] = _remembering(_wordwrap)
     return environment
+
+
+@jinja2.pass_environment
+def _wordwrap(
+    environment: jinja2.Environment,
+    s: Any,
+    width: int = 79,
+    break_long_words: bool = True,
+    wrapstring: str | None = None,
+    break_on_hyphens: bool = True,
+) -> str:
+    """Jinja's `wordwrap` (each line of `s` a paragraph), with `newsletter.wrap` doing the wrapping."""
+    if type(s) is not str:  # Markup and the like: Jinja's own filter keeps their type rules
+        return jinja2.filters.do_wordwrap(environment, s, width, break_long_words, wrapstring, break_on_hyphens)
+    if wrapstring is None:
+        wrapstring = environment.newline_sequence
+    return wrapstring.join(
+        [
+            wrapstring.join(wrap(line, width, break_long_words=break_long_words, break_on_hyphens=break_on_hyphens))
+            for line in s.splitlines()
+        ]
+    )
 
 
 def _remembering(wordwrap: Callable[..., str]) -> Callable[..., str]:
@@ -132,6 +155,10 @@ class Renderer:
             template: jinja2.Template = get()
         except (jinja2.TemplateError, RecursionError, MemoryError) as exc:  # nesting too deep to compile
             raise self._error(exc, None) from None
+        # Jinja keeps a template's globals as a ChainMap over the environment's and copies
+        # it into every render's context key by key; nothing changes them after loading,
+        # so one plain dict serves every recipient and is copied at C speed.
+        template.globals = dict(template.globals)
         return template
 
     def _error(self, exc: BaseException, recipient: Recipient | None) -> TemplateError:

@@ -197,3 +197,29 @@ def test_jinja_is_new_enough_for_its_sandbox_fixes() -> None:
     assert installed >= (3, 1, 6)
     pinned = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert '"jinja2>=3.1.6"' in pinned
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "d.name",
+        "d.missing is defined",
+        "d.items is defined",  # dict's own attribute wins over a key of that name, as in Jinja
+        "d.keys()|list|length",
+        "d.pop is defined",  # mutating methods stay refused by the immutable sandbox
+        "d.__class__ is defined",
+        "d.get('name')",
+        "(d.update is defined) ~ (d.clear is defined)",
+    ],
+)
+def test_dict_attribute_fast_path_answers_as_jinjas_sandbox(expression: str) -> None:
+    """`BudgetedSandbox.getattr` skips an exception for dict fields; its answers must not change."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from newsletter.render import make_environment
+
+    data = {"d": {"name": "Ann", "items": "a column called items", "pop": "x", "update": "y"}}
+    source = "{{ " + expression + " }}"
+    ours = make_environment(ROOT / "templates", autoescape=True).from_string(source).render(data)
+    theirs = ImmutableSandboxedEnvironment(autoescape=True).from_string(source).render(data)
+    assert ours == theirs

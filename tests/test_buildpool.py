@@ -43,3 +43,58 @@ def test_this_machine_really_uses_a_child_process() -> None:
     with BuildPool(lambda r: os.getpid()) as pool:
         pids = {pid for _, pid in pool.map([object()] * 40)}  # type: ignore[list-item]
     assert (os.getpid() not in pids) == can_fork()
+
+
+def test_children_render_at_a_lower_priority_and_end_with_the_pool() -> None:
+    """The sending process must win a core over a renderer; no child outlives the pool."""
+    import os
+
+    from newsletter.buildpool import NICENESS
+
+    if not can_fork():
+        return
+    parent = os.nice(0)
+    pool = BuildPool(lambda r: (os.getpid(), os.nice(0)), processes=os.cpu_count() or 1)
+    with pool:
+        forked = len(pool._children)
+        answers = [answer for _, answer in pool.map([object()] * 100)]  # type: ignore[list-item]
+        children = {pid for pid, _ in answers}
+    assert forked == os.cpu_count() or forked == 1
+    assert len(children) == forked  # batches went round-robin to every child
+    assert {nice for _, nice in answers} == {min(parent + NICENESS, 19)}
+    for pid in children:  # reaped: the pid is no longer ours to wait for
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        raise AssertionError(f"child {pid} was not reaped")
+
+
+def test_a_child_that_dies_is_an_error_not_a_hang() -> None:
+    import os
+    import signal
+
+    import pytest
+
+    from newsletter.errors import NewsletterError
+
+    if not can_fork():
+        return
+
+    def work(item: object) -> int:
+        if item == "die":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return 1
+
+    with BuildPool(work) as pool, pytest.raises(NewsletterError, match="ended unexpectedly"):
+        list(pool.map(["ok"] * 40 + ["die"] + ["ok"] * 40))  # type: ignore[list-item]
+
+
+def test_an_exception_in_a_child_reaches_the_parent_as_itself() -> None:
+    import pytest
+
+    def work(item: object) -> int:
+        raise LookupError(f"no such thing: {item}")
+
+    with BuildPool(work) as pool, pytest.raises(LookupError, match="no such thing: x"):
+        list(pool.map(["x"]))  # type: ignore[list-item]

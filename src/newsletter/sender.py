@@ -146,6 +146,18 @@ class Plan:
                 return
         yield from self._select(batch)
 
+    def passing(self, recipients: Iterable[Recipient], *, chunk: int = 256) -> Iterator[Recipient]:
+        """Every recipient of `recipients`, unchanged, while the plan counts whom it would select.
+
+        Lets one pass over the list serve both the preflight check and the count a
+        send confirms and shows progress against.
+        """
+        iterator = iter(recipients)
+        while batch := list(itertools.islice(iterator, chunk)):
+            for _ in self._select(batch):
+                pass
+            yield from batch
+
     def _select(self, batch: list[Recipient]) -> Iterator[Recipient]:
         summary = self.summary
         states: dict[str, str] = {}

@@ -9,11 +9,15 @@ import sqlite3
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from newsletter.journal import default_path
+from newsletter import api
+from newsletter.journal import Journal, default_path
+from newsletter.sender import SendOptions
 from tests.conftest import invoke, write_env
 from tests.faults import run, start, write_list
 from tests.smtpd import Server
@@ -321,3 +325,35 @@ def test_ctrl_c_before_sending_exits_130_and_sends_nothing(campaign: Path, smtp:
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert smtp.messages == []
+
+
+def _counting_journal(project: api.Project) -> tuple[Journal, list[int]]:
+    """A real journal that counts its committed write transactions."""
+    commits = [0]
+
+    class CountingJournal(Journal):
+        @contextmanager
+        def _write(self) -> Iterator[sqlite3.Connection]:
+            with super()._write() as db:
+                yield db
+            commits[0] += 1
+
+    return CountingJournal(default_path(project.folder), project.campaign.id, project.destination), commits
+
+
+@pytest.mark.parametrize(("rate", "most"), [(None, 1.0), (2000.0, 2.0)])
+def test_a_sent_outcome_shares_the_next_sending_commit_unless_rate_limited(
+    campaign: Path, smtp: Server, rate: float | None, most: float
+) -> None:
+    """One commit a message when sending flat out; with a rate limit, outcomes are never held back."""
+    addresses = write_list(campaign, 60)
+    write_env(campaign, smtp.env())
+    project = api.load_project(campaign, environ={})
+    journal, commits = _counting_journal(project)
+    with journal:
+        summary = api.send(project, options=SendOptions(connections=2, rate=rate), journal=journal)
+    assert summary.sent == 60 and received_counts(smtp) == Counter(addresses)
+    assert {state for state, _, _ in journal_rows(campaign).values()} == {"sent"}  # the held ones were flushed
+    assert commits[0] <= 60 * most + 2  # at most one final flush per connection
+    if rate is not None:
+        assert commits[0] == 120

@@ -106,6 +106,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
+Outcome = tuple[str, str, int | None, str | None]
+"""(address, state, reply code, reply text): what `Journal.mark` records."""
+
+
 class Journal:
     """A journal file, shared by the sending threads of one process (writes are serialized)."""
 
@@ -209,10 +213,24 @@ class Journal:
             found.update(rows)
         return found
 
-    def mark_sending(self, address: str, email: str, line: int | None, message_id: str) -> None:
-        """Durably record that this message is about to be handed to the relay."""
+    def mark_sending(
+        self,
+        address: str,
+        email: str,
+        line: int | None,
+        message_id: str,
+        *,
+        finished: Outcome | None = None,
+    ) -> None:
+        """Durably record that this message is about to be handed to the relay.
+
+        `finished` is the outcome of the connection's previous message, when the sender
+        held it back to share this commit: one transaction a message instead of two.
+        """
         now = time.time()
         with self._write() as db:
+            if finished is not None:
+                self._update(db, *finished)
             db.execute(
                 "INSERT INTO deliveries (campaign, destination, address, email, line, state, attempts,"
                 " message_id, first_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)"
@@ -225,11 +243,14 @@ class Journal:
     def mark(self, address: str, state: str, code: int | None = None, reply: str | None = None) -> None:
         """Record the outcome of the transaction `mark_sending` announced."""
         with self._write() as db:
-            db.execute(
-                "UPDATE deliveries SET state=?, code=?, reply=?, updated_at=?"
-                " WHERE campaign=? AND destination=? AND address=?",
-                (state, code, reply, time.time(), self.campaign, self.destination, address),
-            )
+            self._update(db, address, state, code, reply)
+
+    def _update(self, db: sqlite3.Connection, address: str, state: str, code: int | None, reply: str | None) -> None:
+        db.execute(
+            "UPDATE deliveries SET state=?, code=?, reply=?, updated_at=?"
+            " WHERE campaign=? AND destination=? AND address=?",
+            (state, code, reply, time.time(), self.campaign, self.destination, address),
+        )
 
     # -- reports -----------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from newsletter.errors import ConnectionLost, DeliveryError, NewsletterError, RecipientRefused
-from newsletter.journal import DEFERRED, FAILED, SENT, UNKNOWN, Journal
+from newsletter.journal import DEFERRED, FAILED, SENT, UNKNOWN, Journal, Outcome
 from newsletter.recipients import Recipient
 from newsletter.transports import Transport
 
@@ -93,6 +93,7 @@ class RateLimiter:
 
     def __init__(self, rate: float | None) -> None:
         self._interval = 1.0 / rate if rate else 0.0
+        self.unlimited = not self._interval
         self._next = 0.0
         self._lock = threading.Lock()
 
@@ -263,7 +264,8 @@ class Sender:
 
     # -- the workers -----------------------------------------------------------
 
-    def _next(self) -> _Job | None:
+    def _next(self, *, wait: bool = True) -> _Job | None:
+        """The next job for a connection; None when the run is over (or, without `wait`, if none is ready)."""
         with self._cond:
             while True:
                 if self._halted():
@@ -279,6 +281,8 @@ class Sender:
                 if not self._producing and not self._retry and self._inflight == 0:
                     self._cond.notify_all()
                     return None
+                if not wait:
+                    return None
                 timeout = min(0.5, self._retry[0][0] - now) if self._retry else 0.5
                 self._cond.wait(max(timeout, 0.01))
 
@@ -290,28 +294,48 @@ class Sender:
             self._cond.notify_all()
 
     def _work(self, transport: Transport | None) -> None:
+        """One connection's loop.
+
+        A `sent` outcome is held back, at most until this connection's next message is
+        marked `sending`, so both go in one journal commit. It is written at once
+        whenever that would mean waiting: for the queue, a reconnect, the rate limit.
+        """
         transport = transport or self.transport_factory()
+        held: list[Outcome] = []  # at most one
         try:
             while True:
-                job = self._next()
+                job = self._next(wait=False) if held else self._next()
+                if job is None and held:
+                    self._flush(held)
+                    job = self._next()
                 if job is None:
                     return
-                if not transport.connected and not self._connect(transport):
-                    self._finished(job)  # back to the queue for a connection that works
-                    return
+                if not transport.connected:
+                    self._flush(held)
+                    if not self._connect(transport):
+                        self._finished(job)  # back to the queue for a connection that works
+                        return
                 if not self._limiter.wait(self.stop):
                     self._finished()
                     return
-                self._finished(*self._deliver(transport, job))
+                self._finished(*self._deliver(transport, job, held))
         except NewsletterError as exc:
             self._fail(exc)
         except Exception as exc:  # a bug must stop the run loudly, not strand the queue
             self._fail(NewsletterError(f"internal error in {threading.current_thread().name}: {exc!r}"))
         finally:
-            transport.close()
-            with self._cond:
-                self._workers -= 1
-                self._cond.notify_all()
+            try:
+                self._flush(held)
+            finally:
+                transport.close()
+                with self._cond:
+                    self._workers -= 1
+                    self._cond.notify_all()
+
+    def _flush(self, held: list[Outcome]) -> None:
+        if held and self.journal is not None:
+            self.journal.mark(*held[0])
+            held.clear()
 
     def _fail(self, exc: NewsletterError) -> None:
         with self._cond:
@@ -341,8 +365,11 @@ class Sender:
             self._cond.notify_all()
         return False
 
-    def _deliver(self, transport: Transport, job: _Job) -> tuple[_Job, float] | tuple[()]:
-        """Hand one message over and record the outcome; return a job to retry, if any."""
+    def _deliver(self, transport: Transport, job: _Job, held: list[Outcome]) -> tuple[_Job, float] | tuple[()]:
+        """Hand one message over and record the outcome; return a job to retry, if any.
+
+        `held` carries this connection's last `sent` outcome into the next `sending` commit.
+        """
         recipient, outgoing = job.recipient, job.outgoing
         journal = self.journal
         # A message the relay said it cannot take (over its SIZE, say) stops the run here,
@@ -351,7 +378,9 @@ class Sender:
         if check is not None:
             check(outgoing)
         if journal is not None:
-            journal.mark_sending(recipient.key, recipient.email, recipient.line, outgoing.message_id)
+            finished = held[0] if held else None
+            journal.mark_sending(recipient.key, recipient.email, recipient.line, outgoing.message_id, finished=finished)
+            held.clear()  # only once committed: a failed commit leaves it for the final flush
         try:
             transport.send(outgoing)
         except RecipientRefused as refused:
@@ -367,7 +396,11 @@ class Sender:
             if journal is not None:
                 journal.mark(recipient.key, DEFERRED, lost.code, f"{lost.reason}; will retry")
             return (job, 0.0)
-        self._record(recipient, SENT, 250, None)
+        if journal is not None and self._limiter.unlimited:
+            held.append((recipient.key, SENT, 250, None))  # committed with the next `sending`
+            self._record(recipient, SENT, 250, None, write_journal=False)
+        else:
+            self._record(recipient, SENT, 250, None)
         return ()
 
     def _refused(self, job: _Job, refused: RecipientRefused) -> tuple[_Job, float] | tuple[()]:
@@ -388,9 +421,11 @@ class Sender:
         self._record(recipient, DEFERRED, refused.code, refused.text)
         return ()
 
-    def _record(self, recipient: Recipient, state: str, code: int | None, reply: str | None) -> None:
-        """A final outcome for this run: journal, summary and progress."""
-        if self.journal is not None:
+    def _record(
+        self, recipient: Recipient, state: str, code: int | None, reply: str | None, *, write_journal: bool = True
+    ) -> None:
+        """A final outcome for this run: journal (unless the caller holds it back), summary and progress."""
+        if self.journal is not None and write_journal:
             self.journal.mark(recipient.key, state, code, reply)
         with self._cond:
             summary = self._summary

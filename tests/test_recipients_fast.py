@@ -41,3 +41,12 @@ def test_fast_path_agrees_with_email_validator(text: str) -> None:
 def test_the_fast_path_takes_the_common_shape() -> None:
     assert _plain_address("Reader.One+news@Mail.Example.ORG") == "Reader.One+news@mail.example.org"
     assert _plain_address("иван@пример.рф") is None
+
+
+def test_the_copy_of_the_special_use_names_matches_email_validator() -> None:
+    """The fast path keeps its own copy so plain lists never import email-validator."""
+    import email_validator
+
+    from newsletter.recipients import SPECIAL_USE_DOMAIN_NAMES
+
+    assert sorted(SPECIAL_USE_DOMAIN_NAMES) == sorted(email_validator.SPECIAL_USE_DOMAIN_NAMES)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import re
 import smtplib
 import socket
 import ssl
@@ -33,7 +32,15 @@ from newsletter.config import SMTPSettings
 from newsletter.errors import ConnectionLost, RecipientRefused, SetupError
 from newsletter.message import Outgoing
 
-_DOT_LINE = re.compile(rb"(?m)^\.")  # a line that starts with "." goes as ".." (RFC 5321 4.5.2)
+
+def dot_stuffed(data: bytes) -> bytes:
+    """Every line that starts with "." sent as ".." (RFC 5321 4.5.2).
+
+    The same as `re.sub(rb"(?m)^\\.", b"..", data)`, at the speed of `bytes.replace`: an
+    inlined `<style>` block puts a line starting with "." in nearly every message.
+    """
+    stuffed = data.replace(b"\n.", b"\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed
 
 
 def tls_context(settings: SMTPSettings) -> ssl.SSLContext:
@@ -288,9 +295,7 @@ class SMTPTransport:
     @staticmethod
     def _pipelined_data(smtp: smtplib.SMTP, message: Outgoing) -> tuple[int, bytes]:
         """The message itself after the 354, dot-stuffed, and the relay's final reply."""
-        payload = message.data
-        if payload.startswith(b".") or b"\n." in payload:  # a C-speed scan spares the regex mostly
-            payload = _DOT_LINE.sub(b"..", payload)
+        payload = dot_stuffed(message.data)
         # One write: the data and its terminator in separate writes meet Nagle's algorithm
         # and the peer's delayed ACK, which costs tens of milliseconds a message.
         smtp.send(payload + (b".\r\n" if payload.endswith(b"\r\n") else b"\r\n.\r\n"))

@@ -88,7 +88,8 @@ def _serve(work: Work, tasks: Connection, results: Connection) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's "finish in-flight work" handler
-    os.nice(NICENESS)
+    with contextlib.suppress(OSError):  # lowering one's own priority is allowed nearly everywhere
+        os.nice(NICENESS)
     inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
     outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
 
@@ -100,8 +101,11 @@ def _serve(work: Work, tasks: Connection, results: Connection) -> None:
             inbox.put(None)
 
     def write() -> None:
-        while (answer := outbox.get()) is not None:
-            results.send_bytes(answer)
+        try:
+            while (answer := outbox.get()) is not None:
+                results.send_bytes(answer)
+        except OSError:  # the parent is gone: nobody is left to tell
+            return
 
     threading.Thread(target=read, daemon=True).start()
     writer = threading.Thread(target=write)

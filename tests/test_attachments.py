@@ -170,6 +170,20 @@ def test_images_and_attachments_together_make_mixed_alternative_related(
     )
 
 
+def test_an_upper_case_img_tag_is_embedded_too(campaign: Path) -> None:
+    """Inlining writes tag names in lower case, which `images._sources` relies on; so is a missing file caught."""
+    (campaign / "images").mkdir()
+    (campaign / "images" / "cover.png").write_bytes(png())
+    plant(campaign, '<IMG SRC="images/cover.png" ALT="Cover">')
+    project = api.load_project(campaign, environ={})
+    _, outgoing = project.message(next(iter(project.recipients.recipients())))
+    assert b"cid:img-" in outgoing.data and b"images/cover.png" not in outgoing.data
+    plant(campaign, '<Img Src="images/gone.png" alt="x">')
+    result = invoke("--campaign", str(campaign), "check")
+    assert result.exit_code == 2
+    assert "images/gone.png" in result.output and "no such file" in result.output
+
+
 @pytest.mark.parametrize(
     ("markup", "reason"),
     [

@@ -326,6 +326,8 @@ class Sender:
         finally:
             try:
                 self._flush(held)
+            except Exception as exc:  # the journal failed: the run must say so, like any failure
+                self._fail(NewsletterError(f"could not record a delivery in the journal: {exc!r}"))
             finally:
                 transport.close()
                 with self._cond:

@@ -30,7 +30,7 @@ from newsletter.message import (
     parse_mailbox,
     valid_list_id,
 )
-from newsletter.recipients import DuplicateRow, InvalidRow, Recipient, RecipientList
+from newsletter.recipients import Recipient, RecipientList, RowProblems
 from newsletter.render import Rendered, Renderer
 from newsletter.sender import Plan, Reporter, Sender, SendOptions, Summary
 from newsletter.suppression import UNSUBSCRIBED, read_unsubscribed
@@ -154,14 +154,11 @@ def load_project(
 
 
 @dataclass
-class Preflight:
+class Preflight(RowProblems):
     """Everything that can be known about a send without sending."""
 
+    keep: int = KEPT_PROBLEMS
     valid: int = 0
-    invalid: list[InvalidRow] = field(default_factory=list)
-    invalid_count: int = 0
-    duplicates: list[DuplicateRow] = field(default_factory=list)
-    duplicate_count: int = 0
     template_errors: list[TemplateError] = field(default_factory=list)
     largest_html: int = 0
     largest_message: int = 0  # bytes on the wire, attachments and inline images included
@@ -191,17 +188,11 @@ def preflight(
         for index, row in enumerate(project.recipients, start=1):
             if progress is not None and index % 1000 == 0:
                 progress(index)
-            if isinstance(row, InvalidRow):
-                report.invalid_count += 1
-                if len(report.invalid) < KEPT_PROBLEMS:
-                    report.invalid.append(row)
-            elif isinstance(row, DuplicateRow):
-                report.duplicate_count += 1
-                if len(report.duplicates) < KEPT_PROBLEMS:
-                    report.duplicates.append(row)
-            else:
+            if isinstance(row, Recipient):
                 report.valid += 1
                 yield row
+            else:
+                report.note(row)
 
     def to_render(rows: Iterable[Recipient]) -> Iterator[Recipient]:
         for row in rows:

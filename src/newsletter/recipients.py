@@ -17,7 +17,7 @@ import csv
 import re
 import sqlite3
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -48,11 +48,12 @@ class Recipient:
     email: str
     fields: Mapping[str, str]
     smtputf8: bool = False
+    # The identity used for duplicates and the journal: case-insensitive. Kept, not a
+    # property: the sending process asks for it half a dozen times a recipient.
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """The identity used for duplicates and the journal: case-insensitive."""
-        return self.email.casefold()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", self.email.casefold())
 
     def __reduce__(self) -> tuple[type[Recipient], tuple[int, str, Mapping[str, str], bool]]:
         # Every recipient travels to a rendering process; a tuple pickles several times
@@ -83,6 +84,27 @@ class DuplicateRow:
 
 
 Row = Recipient | InvalidRow | DuplicateRow
+
+
+@dataclass
+class RowProblems:
+    """The invalid and duplicate rows met while reading a list: the first `keep` of each, and how many."""
+
+    keep: int = 1000
+    invalid: list[InvalidRow] = field(default_factory=list)
+    invalid_count: int = 0
+    duplicates: list[DuplicateRow] = field(default_factory=list)
+    duplicate_count: int = 0
+
+    def note(self, row: InvalidRow | DuplicateRow) -> None:
+        if isinstance(row, InvalidRow):
+            self.invalid_count += 1
+            if len(self.invalid) < self.keep:
+                self.invalid.append(row)
+        else:
+            self.duplicate_count += 1
+            if len(self.duplicates) < self.keep:
+                self.duplicates.append(row)
 
 
 def column_key(header: str) -> str:

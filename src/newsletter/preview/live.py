@@ -22,7 +22,7 @@ from newsletter.campaign import ANNOUNCEMENT, TEMPLATES
 from newsletter.checks import Finding, Sample, Sources, check_message, row_findings, scan_recipients
 from newsletter.errors import InputError
 from newsletter.message import Outgoing
-from newsletter.recipients import DuplicateRow, InvalidRow, Recipient, RecipientList
+from newsletter.recipients import Recipient, RecipientList, RowProblems
 from newsletter.render import Rendered
 
 KEPT_ROWS = 20  # invalid or duplicate rows listed on the page; the rest are counted
@@ -75,33 +75,24 @@ def fingerprint(paths: Iterable[Path]) -> str:
 
 
 @dataclass
-class RecipientIndex:
+class RecipientIndex(RowProblems):
     """Every valid recipient in list order, searchable by address and name."""
 
-    recipients: list[Recipient]
-    positions: dict[str, int]
-    haystacks: list[str]
-    invalid: list[InvalidRow]
-    invalid_count: int
-    duplicates: list[DuplicateRow]
-    duplicate_count: int
+    keep: int = KEPT_ROWS
+    recipients: list[Recipient] = field(default_factory=list)
+    positions: dict[str, int] = field(default_factory=dict)
+    haystacks: list[str] = field(default_factory=list)
 
     @classmethod
     def read(cls, rows: RecipientList) -> RecipientIndex:
-        index = cls([], {}, [], [], 0, [], 0)
+        index = cls()
         for row in rows:
             if isinstance(row, Recipient):
                 index.positions[row.key] = len(index.recipients)
                 index.recipients.append(row)
                 index.haystacks.append(f"{row.email}\n{row.name}".casefold())
-            elif isinstance(row, InvalidRow):
-                index.invalid_count += 1
-                if len(index.invalid) < KEPT_ROWS:
-                    index.invalid.append(row)
             else:
-                index.duplicate_count += 1
-                if len(index.duplicates) < KEPT_ROWS:
-                    index.duplicates.append(row)
+                index.note(row)
         return index
 
     def find(self, email: str | None) -> int | None:

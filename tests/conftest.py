@@ -91,3 +91,13 @@ def write_env(folder: Path, values: dict[str, str]) -> Path:
 def invoke(*args: str, input: str | None = None) -> Result:
     """Run the CLI in-process, as a user would type it."""
     return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+def break_template(campaign: Path, before_line: int) -> str:
+    """Put `{% if %}` (a syntax error) on line `before_line` of the HTML template; return the good text."""
+    template = campaign / "templates" / "announcement.html"
+    good = template.read_text(encoding="utf-8")
+    lines = good.splitlines()
+    lines.insert(before_line - 1, "{% if %}")
+    template.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return good

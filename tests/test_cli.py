@@ -8,7 +8,7 @@ import sys
 from email import policy
 from pathlib import Path
 
-from tests.conftest import invoke, write_env
+from tests.conftest import break_template, invoke, write_env
 
 
 def test_help_lists_every_command() -> None:
@@ -82,10 +82,7 @@ def test_missing_field_stops_preflight_with_template_file_and_line(campaign: Pat
 
 
 def test_template_syntax_error_names_file_and_line(campaign: Path) -> None:
-    template = campaign / "templates" / "announcement.html"
-    lines = template.read_text(encoding="utf-8").splitlines()
-    lines.insert(4, "{% if %}")
-    template.write_text("\n".join(lines), encoding="utf-8")
+    break_template(campaign, 5)
     result = invoke("--campaign", str(campaign), "check")
     assert result.exit_code == 2
     assert "announcement.html:5: template syntax error" in result.output

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, FrameLocator, Page, Playwright, expect,
 
 from newsletter import api
 from newsletter.preview import LiveCampaign, PreviewServer, Source, running
-from tests.conftest import ROOT, write_env
+from tests.conftest import ROOT, break_template, write_env
 
 pytestmark = pytest.mark.browser
 
@@ -193,10 +193,7 @@ def test_editing_a_file_updates_the_page_without_reload(page: Page, campaign: Pa
 
 def test_broken_template_shows_file_and_line_then_recovers(page: Page, campaign: Path) -> None:
     template = campaign / "templates" / "announcement.html"
-    good = template.read_text(encoding="utf-8")
-    lines = good.splitlines()
-    lines.insert(9, "{% if %}")
-    template.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    good = break_template(campaign, 10)
     error = page.locator("#error")
     expect(error).to_be_visible()
     expect(page.locator("#error-title")).to_have_text("Template error")

@@ -20,7 +20,7 @@ import pytest
 
 from newsletter import api
 from newsletter.preview import LiveCampaign, PreviewServer, Source, running
-from tests.conftest import invoke
+from tests.conftest import break_template, invoke
 
 
 @pytest.fixture
@@ -270,10 +270,7 @@ def test_version_follows_every_input(campaign: Path, server: PreviewServer) -> N
 
 def test_template_syntax_error_is_json_with_file_and_line(campaign: Path, server: PreviewServer) -> None:
     template = campaign / "templates" / "announcement.html"
-    good = template.read_text(encoding="utf-8")
-    lines = good.splitlines()
-    lines.insert(6, "{% if %}")
-    template.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    good = break_template(campaign, 7)
     data = message(server, "pavel.novak@vse.example.com")
     assert data["message"] is None
     error = data["error"]

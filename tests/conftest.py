@@ -12,7 +12,7 @@ import trustme
 from click.testing import CliRunner, Result
 
 from newsletter.cli import main
-from newsletter.config import KNOWN_SETTINGS
+from newsletter.inputs.settings import KNOWN_SETTINGS
 from tests.smtpd import Server, running_server
 
 ROOT = Path(__file__).resolve().parents[1]

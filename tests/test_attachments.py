@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import api
+from newsletter import project as api
 from tests.conftest import invoke, write_env
 from tests.smtpd import Server, running_server
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from newsletter import api
-from newsletter.buildpool import BuildPool, can_fork
+from newsletter import project as api
+from newsletter.checks.preflight import preflight
+from newsletter.delivery.buildpool import BuildPool, can_fork
 from tests.faults import write_list
 
 
@@ -27,7 +28,7 @@ def test_child_built_messages_match_and_keep_the_list_order(campaign: Path) -> N
 def test_errors_come_back_as_values_with_their_location(campaign: Path) -> None:
     (campaign / "recipients.csv").write_text("email,name\nann@example.org,Ann\n", encoding="utf-8")
     project = api.load_project(campaign, environ={})
-    report = api.preflight(project)
+    report = preflight(project)
     assert len(report.template_errors) == 1
     error = report.template_errors[0]
     assert error.path is not None and error.path.name == "announcement.html" and error.line
@@ -49,7 +50,7 @@ def test_children_render_at_a_lower_priority_and_end_with_the_pool() -> None:
     """The sending process must win a core over a renderer; no child outlives the pool."""
     import os
 
-    from newsletter.buildpool import NICENESS
+    from newsletter.delivery.buildpool import NICENESS
 
     if not can_fork():
         return

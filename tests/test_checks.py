@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import api
-from newsletter.checks import GMAIL_CLIP_BYTES, Finding, check_campaign, scan_recipients
+from newsletter import project as api
+from newsletter.checks.message import GMAIL_CLIP_BYTES, Finding, check_campaign, scan_recipients
 from tests.conftest import invoke, write_env
 
 UNSUBSCRIBE = {

@@ -142,7 +142,7 @@ def test_flags_beat_environment_beat_env_file(campaign: Path, monkeypatch: objec
     monkeypatch.setenv("NEWSLETTER_FROM", "Env <env@example.org>")
     result = invoke("--campaign", str(campaign), "check")
     assert "env@example.org" in result.output
-    from newsletter.api import load_project
+    from newsletter.project import load_project
 
     project = load_project(campaign, environ={"NEWSLETTER_CONNECTIONS": "5"}, overrides={"NEWSLETTER_CONNECTIONS": "7"})
     assert project.settings.connections == 7
@@ -183,9 +183,11 @@ def test_status_before_any_send(campaign: Path) -> None:
 
 
 def test_cli_defaults_match_the_unsubscribe_server() -> None:
-    from newsletter import cli, unsubscribe_server
+    from newsletter.cli import main
+    from newsletter.web import unsubscribe as unsubscribe_server
 
-    assert (cli.UNSUBSCRIBE_HOST, cli.UNSUBSCRIBE_PORT) == (
+    defaults = {param.name: param.default for param in main.commands["unsubscribe-server"].params}
+    assert (defaults["host"], defaults["port"]) == (
         unsubscribe_server.DEFAULT_HOST,
         unsubscribe_server.DEFAULT_PORT,
     )

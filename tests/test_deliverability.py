@@ -8,8 +8,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from newsletter.config import Secret
-from newsletter.unsubscribe import verify_token
+from newsletter.inputs.settings import Secret
+from newsletter.message.unsubscribe import verify_token
 from tests.conftest import invoke, write_env
 from tests.smtpd import Server
 

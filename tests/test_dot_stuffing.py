@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.transports.smtp import dot_stuffed
+from newsletter.delivery.transports.smtp import dot_stuffed
 
 PIECES = st.sampled_from([b".", b"..", b"\r\n", b"\n", b"\r", b"a", b" ", b"\r\n.\r\n"])
 

@@ -14,10 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter import api
-from newsletter.message import display_name
-from newsletter.recipients import Recipient
-from newsletter.render import Rendered
+from newsletter import project as api
+from newsletter.inputs.folder import CampaignFolder
+from newsletter.inputs.recipients import Recipient
+from newsletter.message.builder import display_name
+from newsletter.render.renderer import Rendered
 from tests.test_attachments import COVER, plant, png, set_front_matter
 
 SETTINGS = {
@@ -154,7 +155,7 @@ def example_project(tmp_path_factory: pytest.TempPathFactory) -> api.Project:
             shutil.copytree(source, folder / name)
         else:
             (folder / name).write_bytes(source.read_bytes())
-    return api.load_project(folder, recipients=folder / "recipients.example.csv", environ=SETTINGS)
+    return api.load_project(CampaignFolder(folder, recipients=folder / "recipients.example.csv"), environ=SETTINGS)
 
 
 @settings(max_examples=150, deadline=None)

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter import mime
-from newsletter.message import display_name
+from newsletter.message import mime
+from newsletter.message.builder import display_name
 
 # Names and subjects as they reach the builder: control characters already folded away.
 texts = (

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, FrameLocator, Page, Playwright, expect, sync_playwright
 
-from newsletter import api
-from newsletter.preview import LiveCampaign, PreviewServer, Source, running
+from newsletter import project as api
+from newsletter.inputs.folder import CampaignFolder
+from newsletter.web.preview import LiveCampaign, PreviewServer, Source, running
 from tests.conftest import ROOT, break_template, write_env
 
 pytestmark = pytest.mark.browser
@@ -54,7 +55,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture
 def server(campaign: Path) -> Iterator[PreviewServer]:
-    source = Source(campaign, load=lambda: api.load_project(campaign, environ={}))
+    source = Source(CampaignFolder(campaign), load=lambda: api.load_project(campaign, environ={}))
     with running(LiveCampaign(source)) as preview:
         yield preview
 
@@ -246,7 +247,7 @@ def test_screenshot_for_the_readme(browser: Browser, campaign: Path, tmp_path: P
             "NEWSLETTER_SECRET": "example-secret-for-the-screenshot",
         },
     )
-    source = Source(campaign, load=lambda: api.load_project(campaign, environ={}))
+    source = Source(CampaignFolder(campaign), load=lambda: api.load_project(campaign, environ={}))
     with running(LiveCampaign(source)) as server:
         context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
         page = context.new_page()

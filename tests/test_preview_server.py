@@ -18,14 +18,15 @@ from typing import Any
 
 import pytest
 
-from newsletter import api
-from newsletter.preview import LiveCampaign, PreviewServer, Source, running
+from newsletter import project as api
+from newsletter.inputs.folder import CampaignFolder
+from newsletter.web.preview import LiveCampaign, PreviewServer, Source, running
 from tests.conftest import break_template, invoke
 
 
 @pytest.fixture
 def server(campaign: Path) -> Iterator[PreviewServer]:
-    source = Source(campaign, load=lambda: api.load_project(campaign, environ={}))
+    source = Source(CampaignFolder(campaign), load=lambda: api.load_project(campaign, environ={}))
     with running(LiveCampaign(source)) as preview:
         yield preview
 

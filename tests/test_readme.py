@@ -49,3 +49,25 @@ def test_quickstart_main_job_delivers_every_example_recipient_to_the_outbox(tmp_
     for path in files:
         message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
         assert message.is_multipart() and message["Message-ID"]
+
+
+def test_the_python_example_checks_and_sends_the_campaign_in_this_folder(tmp_path: Path) -> None:
+    """The README's "Use from Python" example, run as written in a copy of the example campaign."""
+    section = README.split("## Use from Python", 1)[1].split("\n## ", 1)[0]
+    [example] = re.findall(r"```python\n(.*?)\n```", section, re.S)
+    for name in EXAMPLE_FILES:
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copyfile)(source, tmp_path / name)
+    shutil.copyfile(tmp_path / "recipients.example.csv", tmp_path / "recipients.csv")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no SMTP_HOST: the outbox
+    done = subprocess.run(
+        [sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, check=False, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    listed = len((tmp_path / "recipients.csv").read_text(encoding="utf-8").splitlines()) - 1
+    assert done.stdout.strip() == f"{listed} sent, 0 failed, 0 done before"
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == listed
+    again = subprocess.run(
+        [sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, check=False, env=env
+    )
+    assert again.stdout.strip() == f"0 sent, 0 failed, {listed} done before"

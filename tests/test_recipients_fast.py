@@ -6,7 +6,7 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from newsletter.recipients import _plain_address, check_address
+from newsletter.inputs.addresses import _plain_address, check_address
 
 local = st.from_regex(r"[A-Za-z0-9_+.-]{1,70}", fullmatch=True)
 label = st.from_regex(r"[A-Za-z0-9-]{1,65}", fullmatch=True)
@@ -47,6 +47,6 @@ def test_the_copy_of_the_special_use_names_matches_email_validator() -> None:
     """The fast path keeps its own copy so plain lists never import email-validator."""
     import email_validator
 
-    from newsletter.recipients import SPECIAL_USE_DOMAIN_NAMES
+    from newsletter.inputs.addresses import SPECIAL_USE_DOMAIN_NAMES
 
     assert sorted(SPECIAL_USE_DOMAIN_NAMES) == sorted(email_validator.SPECIAL_USE_DOMAIN_NAMES)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.recipients import DuplicateRow, Recipient, RecipientList, SeenAddresses
+from newsletter.inputs.recipients import DuplicateRow, Recipient, RecipientList, SeenAddresses
 
 
 def test_first_sighting_is_recorded_and_later_ones_name_it() -> None:

@@ -18,14 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from premailer import Premailer
 
-from newsletter.campaign import Campaign, load_campaign
-from newsletter.config import Secret
-from newsletter.inline import inline_css
-from newsletter.plaintext import html_to_text
-from newsletter.recipients import Recipient
-from newsletter.render import Renderer, make_environment
-from newsletter.skeleton import InlineStats, SkeletonInliner
-from newsletter.unsubscribe import UnsubscribeLinks
+from newsletter.inputs.campaign import Campaign, load_campaign
+from newsletter.inputs.recipients import Recipient
+from newsletter.inputs.settings import Secret
+from newsletter.message.unsubscribe import UnsubscribeLinks
+from newsletter.render.inline import inline_css
+from newsletter.render.plaintext import html_to_text
+from newsletter.render.renderer import Renderer, make_environment
+from newsletter.render.skeleton import InlineStats, SkeletonInliner
 
 ROOT = Path(__file__).resolve().parents[1]
 

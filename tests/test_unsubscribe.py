@@ -12,12 +12,13 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from newsletter import api
-from newsletter.config import Secret
+from newsletter import project as api
+from newsletter.delivery.suppression import add_unsubscribed, is_dead_address, read_unsubscribed
 from newsletter.errors import ConfigError
-from newsletter.suppression import UNSUBSCRIBED, add_unsubscribed, is_dead_address, read_unsubscribed
-from newsletter.unsubscribe import UnsubscribeLinks, make_token, verify_token
-from newsletter.unsubscribe_server import UnsubscribeApp, make_unsubscribe_server
+from newsletter.inputs.folder import UNSUBSCRIBED
+from newsletter.inputs.settings import Secret
+from newsletter.message.unsubscribe import UnsubscribeLinks, make_token, verify_token
+from newsletter.web.unsubscribe import UnsubscribeApp, make_unsubscribe_server
 from tests.conftest import invoke, write_env
 from tests.smtpd import Server
 

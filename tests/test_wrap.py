@@ -8,8 +8,8 @@ import jinja2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.render import make_environment
-from newsletter.wrap import wrap
+from newsletter.render.renderer import make_environment
+from newsletter.render.wrap import wrap
 
 # Words, ASCII whitespace of each kind, hyphens, a non-breaking space and an em space
 # (whitespace to str.strip, not to textwrap), non-ASCII letters and markup characters.

@@ -1,17 +1,24 @@
 """One root error type; subclasses carry where it happened so the CLI can say it.
 
-The library raises, only the CLI prints. Input and configuration problems
-(`InputError`) mean nothing was sent and map to exit code 2.
+The library raises, only the CLI prints. Each class says the exit code the CLI
+gives it (`exit_code`, as click's `ClickException` does), so the mapping from
+errors to codes is made here once: input and configuration problems
+(`InputError`, `SetupError`) mean nothing was sent and map to 2; anything else a
+run could not finish is 1.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+EXIT_FAILED, EXIT_INPUT = 1, 2
 
 
 class NewsletterError(Exception):
     """Root of every error this package raises on purpose."""
+
+    exit_code: ClassVar[int] = EXIT_FAILED
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Errors cross process boundaries (preflight renders in child processes); the
@@ -32,6 +39,8 @@ class InputError(NewsletterError):
     `path`, `line` and `field` say where; `str()` gives the
     `file:line: field 'x': reason` form users can jump to.
     """
+
+    exit_code: ClassVar[int] = EXIT_INPUT
 
     def __init__(
         self,
@@ -109,6 +118,21 @@ class DeliveryError(NewsletterError):
 
 class SetupError(DeliveryError):
     """TLS or authentication refused: a configuration problem, exit 2, nothing marked."""
+
+    exit_code: ClassVar[int] = EXIT_INPUT
+
+
+class Cancelled(InputError):
+    """The confirmation was refused (or could not be asked); nothing was sent."""
+
+
+class CheckFailed(InputError):
+    """The pre-send check found problems; nothing was sent. `report` holds them all."""
+
+    def __init__(self, report: Any, reason: str, *, list_name: str) -> None:
+        self.report = report
+        self.report_name = list_name  # the CSV's name, as its problems are printed
+        super().__init__(reason)
 
 
 class ConnectionLost(DeliveryError, ConnectionError):

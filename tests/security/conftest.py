@@ -24,7 +24,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from click.testing import Result
 
-from newsletter.config import KNOWN_SETTINGS
+from newsletter.inputs.settings import KNOWN_SETTINGS
 from tests.conftest import invoke
 from tests.smtpd import Recorder, Server, authenticator, free_port
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import sandbox
-from newsletter.campaign import load_campaign, unused_fields
+from newsletter.inputs.campaign import load_campaign, unused_fields
+from newsletter.render import sandbox
 from tests.conftest import write_env
 from tests.security.conftest import CountingServer, cli, make_campaign, serve
 

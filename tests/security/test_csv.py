@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newsletter.errors import RecipientsError
-from newsletter.recipients import (
+from newsletter.inputs.recipients import (
     MAX_FIELD_BYTES,
     MAX_LINE_BYTES,
     DuplicateRow,
@@ -236,7 +236,7 @@ def test_control_characters_in_fields_are_folded_and_in_addresses_refused(tmp_pa
 MEASURE = """
 import resource, sys
 from pathlib import Path
-from newsletter.recipients import Recipient, RecipientList
+from newsletter.inputs.recipients import Recipient, RecipientList
 scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 count = sum(1 for row in RecipientList(Path(sys.argv[1])) if isinstance(row, Recipient))

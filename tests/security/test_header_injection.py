@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.api import load_project
-from newsletter.message import display_name
-from newsletter.recipients import InvalidRow, Recipient
+from newsletter.inputs.recipients import InvalidRow, Recipient
+from newsletter.message.builder import display_name
+from newsletter.project import load_project
 from tests.conftest import write_env
 from tests.security.conftest import cli, header_block, header_names, make_campaign
 from tests.smtpd import Server

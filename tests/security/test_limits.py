@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from newsletter.api import load_project
-from newsletter.recipients import MAX_COLUMNS, MAX_LINE_BYTES
+from newsletter.inputs.recipients import MAX_COLUMNS, MAX_LINE_BYTES
+from newsletter.project import load_project
 from tests.conftest import write_env
 from tests.security.conftest import CountingServer, cli, make_campaign, serve
 

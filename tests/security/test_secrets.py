@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from newsletter.config import Secret, load_settings
+from newsletter.delivery.transports.smtp import SMTPTransport
 from newsletter.errors import SetupError
-from newsletter.transports.smtp import SMTPTransport
+from newsletter.inputs.settings import Secret, load_settings
 from tests.conftest import ROOT, write_env
 from tests.security.conftest import make_campaign, run, serve
 

@@ -216,7 +216,7 @@ def test_dict_attribute_fast_path_answers_as_jinjas_sandbox(expression: str) -> 
     """`BudgetedSandbox.getattr` skips an exception for dict fields; its answers must not change."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    from newsletter.render import make_environment
+    from newsletter.render.renderer import make_environment
 
     data = {"d": {"name": "Ann", "items": "a column called items", "pop": "x", "update": "y"}}
     source = "{{ " + expression + " }}"

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from newsletter.config import SMTPSettings, load_settings
+from newsletter.delivery.transports.smtp import SMTPTransport
 from newsletter.errors import ConfigError, SetupError
-from newsletter.transports.smtp import SMTPTransport
+from newsletter.inputs.settings import SMTPSettings, load_settings
 from tests.conftest import write_env
 from tests.security.conftest import cli, make_campaign, serve
 

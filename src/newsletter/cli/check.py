@@ -1,0 +1,53 @@
+"""`newsletter check`: everything that can be checked without sending."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from newsletter.cli.base import command, load, reported, run
+from newsletter.cli.output import destination, err, out, print_preflight
+from newsletter.errors import EXIT_INPUT
+from newsletter.inputs.folder import CampaignFolder
+
+
+@command()
+@click.option(
+    "--smtp",
+    "ask_relay",
+    is_flag=True,
+    help="Also connect to the relay (TLS, login) to read its message size limit; sends nothing.",
+)
+def check(source: CampaignFolder, ask_relay: bool) -> None:
+    """Check everything that can be checked without sending: settings, list, templates."""
+    with reported():
+        project = load(source)
+        result = run.check(project, ask_relay=ask_relay)
+    report = result.report
+    print_preflight(report, project.recipients.path.name)
+    if result.refusal is not None and not report.template_errors:
+        err.print(result.refusal)
+    for finding in result.findings:
+        style = {"error": "bold red", "warning": "yellow"}.get(finding.level, "cyan")
+        err.print(Text(f"{finding.level}: ", style=style) + Text(str(finding)))
+    table = Table(show_header=False, box=None)
+    table.add_row("campaign", f"{project.campaign.id} ({project.campaign.path.name})")
+    table.add_row(
+        "recipients", f"{report.valid} valid, {report.invalid_count} invalid, {report.duplicate_count} duplicate"
+    )
+    table.add_row("sender", project.builder.sender.address)
+    table.add_row("delivery", destination(project))
+    table.add_row("largest HTML", f"{report.largest_html / 1024:.1f} KB")
+    if report.largest_message:
+        table.add_row("largest message", f"{report.largest_message / 1024:.1f} KB")
+    if result.relay_size:
+        table.add_row("relay accepts", f"{result.relay_size / 1024:.1f} KB (SIZE)")
+    out.print(table)
+    if not result.ok:
+        sys.exit(EXIT_INPUT)
+    passed = "All checks passed" if not report.invalid_count else "Checks passed for the valid rows"
+    warned = sum(1 for finding in result.findings if finding.level != "info")
+    out.print(f"{passed}, with {warned} warning(s) above." if warned else f"{passed}.")

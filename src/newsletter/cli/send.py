@@ -1,0 +1,186 @@
+"""`newsletter send`: the list (or one test message), with confirmation, progress and a summary."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from newsletter.cli.base import EXIT_SIGNAL, command, load, reported, run
+from newsletter.cli.output import destination, err, fail, out, print_preflight, print_summary
+from newsletter.cli.progress import ProgressReporter, Signals, new_progress
+from newsletter.defaults import DEFAULT_CONNECTIONS, MAX_ATTEMPTS, MAX_CONNECTIONS, RETRY_DELAY
+from newsletter.delivery.states import PROBLEMS
+from newsletter.errors import EXIT_FAILED, Cancelled, SetupError
+from newsletter.inputs.folder import CampaignFolder
+from newsletter.inputs.settings import parse_rate
+
+if TYPE_CHECKING:
+    from newsletter.delivery.plan import SendOptions
+    from newsletter.project import Project
+
+
+def _rate_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_rate(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--rate") from None
+    return value
+
+
+@command()
+@click.option("--dry-run", is_flag=True, help="Render and count everything; send nothing.")
+@click.option("--limit", type=click.IntRange(min=1), help="Hand over at most N messages in this run.")
+@click.option(
+    "--to", "to", metavar="ADDRESS", help="Send one [TEST] message, rendered for the first recipient, to ADDRESS only."
+)
+@click.option(
+    "--rate",
+    metavar="N",
+    callback=_rate_option,
+    help="Messages per second over all connections; also N/min or N/hour.",
+)
+@click.option(
+    "--connections",
+    type=click.IntRange(1, MAX_CONNECTIONS),
+    help=f"Parallel SMTP connections (default {DEFAULT_CONNECTIONS}).",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--skip-invalid", is_flag=True, help="Send to the valid rows even if some rows are invalid.")
+@click.option(
+    "--resend-unknown", is_flag=True, help="Also send to recipients whose earlier delivery outcome is unknown."
+)
+@click.option("--ignore-suppression", is_flag=True, help="Also send to unsubscribed and permanently failed addresses.")
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 20),
+    default=MAX_ATTEMPTS,
+    show_default=True,
+    help="Tries per recipient for temporary (4xx) refusals.",
+)
+@click.option(
+    "--retry-delay",
+    type=click.FloatRange(0),
+    default=RETRY_DELAY,
+    show_default=True,
+    help="Seconds before the first retry; doubles each time.",
+)
+def send(
+    source: CampaignFolder,
+    dry_run: bool,
+    limit: int | None,
+    to: str | None,
+    rate: str | None,
+    connections: int | None,
+    yes: bool,
+    skip_invalid: bool,
+    resend_unknown: bool,
+    ignore_suppression: bool,
+    max_attempts: int,
+    retry_delay: float,
+) -> None:
+    """Send the announcement to the list (or to the outbox folder when no SMTP_HOST is set).
+
+    Safe to run again: recipients the journal records as sent are skipped, so an
+    interrupted send continues where it stopped.
+    """
+    from newsletter.delivery.plan import SendOptions
+
+    with reported():
+        project = load(
+            source,
+            NEWSLETTER_RATE=rate,
+            NEWSLETTER_CONNECTIONS=str(connections) if connections else None,
+        )
+        if to is not None:
+            outgoing = run.send_test(project, to)
+            address = outgoing.envelope.recipient
+            out.print(f"Test message {outgoing.message_id} delivered to {address} via {destination(project)}.")
+            return
+    options = SendOptions(
+        connections=project.settings.connections,
+        rate=project.settings.rate,
+        limit=limit,
+        resend_unknown=resend_unknown,
+        ignore_suppression=ignore_suppression,
+        max_attempts=max_attempts,
+        retry_delay=retry_delay,
+    )
+    progress = new_progress()
+    reporter = ProgressReporter(progress)
+    with Signals() as signals, reported():
+        try:
+            result = run.send(
+                project,
+                options=options,
+                confirm=lambda asked: _confirm(asked, yes=yes),
+                progress=reporter,
+                stop=signals.stop,
+                dry_run=dry_run,
+                skip_invalid=skip_invalid,
+            )
+        finally:
+            reporter.flush()
+            progress.stop()
+    summary = result.summary
+    if dry_run:
+        out.print(
+            f"Dry run: {summary.planned} message(s) would be sent via {destination(project)}; "
+            f"{summary.already_done} already done, {summary.skipped_unknown} unknown skipped, "
+            f"{summary.suppressed} suppressed."
+        )
+        return
+    if result.nothing_to_send:
+        hint = " (delete the outbox folder to write it again)" if project.channel == "outbox" else ""
+        out.print(f"Nothing to send: every recipient is done{hint}. `newsletter status` shows the details.")
+        return
+    if signals.received is not None:
+        summary.interrupted = True
+        print_summary(summary)
+        err.print("Interrupted. Run the same command again to continue; nobody who got it gets it twice.")
+        sys.exit(EXIT_SIGNAL.get(signals.received, 130))
+    _finish(project, options, result)
+
+
+def _ask(question: str) -> None:
+    if not sys.stdin.isatty():
+        raise Cancelled("refusing to send without confirmation: standard input is not a terminal; add --yes")
+    if not click.confirm(question, default=False, err=True):
+        raise Cancelled("cancelled; nothing was sent")
+
+
+def _confirm(asked: run.Confirmation, *, yes: bool) -> bool:
+    """The check's notes, then the questions a send asks before its first message, unless --yes."""
+    print_preflight(asked.check, asked.list_name)
+    if asked.ignore_suppression and not yes:
+        _ask("--ignore-suppression sends to addresses that unsubscribed or failed permanently. Continue?")
+    if asked.dry_run:
+        return True
+    if asked.recovered:
+        err.print(
+            f"{asked.recovered} recipient(s) were being sent to when an earlier run stopped: their "
+            "outcome is unknown. They are skipped; `newsletter status` lists them, and "
+            "--resend-unknown sends to them."
+        )
+    if asked.planned and asked.relay is not None and not yes:
+        _ask(f"Send {asked.planned} message(s) to {asked.relay} as {asked.sender}?")
+    return True
+
+
+def _finish(project: Project, options: SendOptions, result: run.SendResult) -> None:
+    summary = result.summary
+    print_summary(summary)
+    if project.settings.smtp is None:
+        out.print(f"Delivered to the outbox folder {project.outbox} (no SMTP_HOST set).")
+    if isinstance(summary.fatal, SetupError):  # TLS, auth, a message over SIZE: fix, then run again
+        fail(str(summary.fatal), summary.fatal.exit_code)
+    if summary.fatal is not None:
+        fail(f"{summary.fatal}; run the same command again to continue", EXIT_FAILED)
+    if summary.problems:
+        with project.journal() as journal:
+            for entry in journal.entries(PROBLEMS):
+                code = f"{entry.code} " if entry.code else ""
+                err.print(f"  {entry.email} (line {entry.line}): {entry.state}: {code}{entry.reply or ''}")
+        sys.exit(EXIT_FAILED)

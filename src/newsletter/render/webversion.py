@@ -1,0 +1,45 @@
+"""The web version: a standalone `index.html` of the announcement to publish as "view in browser".
+
+It is rendered for nobody in particular: every recipient field is empty (the
+templates' own fallbacks apply, e.g. "Dear colleague"), and there is no
+unsubscribe link, because a public page must not carry anyone's address or
+token. The page's own "view in browser" link is blanked, since it would point
+at itself. Local images are copied beside it at the same relative paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from newsletter.inputs.campaign import Campaign
+from newsletter.inputs.recipients import Recipient
+from newsletter.message.images import InlineImages
+from newsletter.render.renderer import Rendered, Renderer
+
+INDEX = "index.html"
+URL_FIELD = "web_version_url"
+
+
+class _Nobody(dict[str, str]):
+    """Recipient fields of no one: any field a template asks for is empty, never undefined."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def render_web_version(campaign: Campaign) -> Rendered:
+    """The announcement as the public sees it; TemplateError like any render."""
+    public = replace(campaign, fields={**campaign.fields, URL_FIELD: ""})
+    return Renderer(public).render(Recipient(line=0, email="", fields=_Nobody()))
+
+
+def write_web_version(campaign: Campaign, out: Path, *, images: InlineImages | None = None) -> Path:
+    """Write `out/index.html` (and the images it uses); return its path."""
+    rendered = render_web_version(campaign)
+    out.mkdir(parents=True, exist_ok=True)
+    if images is not None:
+        images.copy_beside(rendered.html, out)
+    path = out / INDEX
+    path.write_text(rendered.html, encoding="utf-8")
+    return path

@@ -29,11 +29,11 @@ from pathlib import Path
 
 from workload import make_campaign, write_recipients
 
-from newsletter.campaign import load_campaign
-from newsletter.config import Secret
-from newsletter.recipients import Recipient, RecipientList
-from newsletter.render import Renderer
-from newsletter.unsubscribe import UnsubscribeLinks
+from newsletter.inputs.campaign import load_campaign
+from newsletter.inputs.recipients import Recipient, RecipientList
+from newsletter.inputs.settings import Secret
+from newsletter.message.unsubscribe import UnsubscribeLinks
+from newsletter.render.renderer import Renderer
 
 ROOT = Path(__file__).resolve().parents[1]
 LINKS = UnsubscribeLinks(

@@ -1,4 +1,5 @@
-"""Benchmark for the performance issue: ours vs mailmerge (the peer) vs plain smtplib (the bound).
+"""Benchmark for the performance issue: ours vs mailmerge (the peer) vs plain smtplib (the bound),
+with Postfix's C smtp-source as the machine's limit.
 
 Targets (all measured here, in one run, on loopback only):
 
@@ -9,7 +10,13 @@ Targets (all measured here, in one run, on loopback only):
      80% of plain smtplib over 32 connections (and so >= 50x mailmerge);
   3. peak RSS of `send --dry-run` and of a real send, SIZE and BIG recipients,
      under 150 MB and growing by less than 30 MB from SIZE to BIG;
-  4. start-up: `newsletter --help` under 0.3 s, `newsletter preview` under 1 s.
+  4. start-up: `newsletter --help` under 0.3 s, `newsletter preview` under 1 s;
+  5. the repository's own example campaign (as `newsletter init` writes it, ~16.5 KB
+     per message) to EXAMPLE_SIZE generated recipients with Russian names in Cyrillic,
+     over 4 connections (--connections) to smtp-sink: at least 90% of plain smtplib pushing the same
+     .eml over the same connections. Postfix's smtp-source (C) sends that .eml over the
+     same sessions to the same kind of sink: the machine's limit, shown beside the
+     target (with our share of it), not counted.
 
 The multiples of mailmerge in 1 and 2 are the issue's illustrations of its targets,
 worked out from its author's mailmerge rates (~380/s locally, ~5/s at 20 ms). The
@@ -21,14 +28,17 @@ Why it is built this way:
 - Every tool runs as its own subprocess, timed from start to exit, so start-up,
   reading the list and any check before sending count: that is what a user waits for.
 - Messages are counted by the sink (what was actually delivered), cross-checked
-  against each tool's own count (our journal, mailmerge's output, smtplib's 250s).
-- The bound pushes the very .eml our `preview` writes, so the bytes per message match.
+  against each tool's own count (our journal, mailmerge's output, smtplib's 250s,
+  smtp-source's counter).
+- The bound (and in 5 smtp-source) pushes the very .eml our `preview` writes, so the
+  bytes per message match; in 5 that preview has our send's settings, so it carries
+  the same List-Unsubscribe headers and personal links as what `send` sends.
 - The machine is shared and noisy: each measurement is repeated (--repeat), the
   order of tools rotates between repeats, medians are reported, and ratios are the
   median of ratios paired within one repeat, so load that comes and goes cancels.
 - Memory is read from the kernel's rusage of the exited child (ru_maxrss), once per
   case: it barely varies between runs, and the BIG cases are long.
-- It installs what it needs: Postfix's smtp-sink from Debian (apt-get) and
+- It installs what it needs: Postfix's smtp-sink and smtp-source from Debian (apt-get) and
   mailmerge in its own venv under the user's cache directory, never in the repo.
 - Our package is byte-compiled first, as an installed package is: mailmerge has its
   bytecode from pip, and with PYTHONDONTWRITEBYTECODE set an editable install would
@@ -36,12 +46,14 @@ Why it is built this way:
 
 Run it with the project's interpreter, e.g.  .venv/bin/python benchmarks/run.py
 A short run:  .venv/bin/python benchmarks/run.py --quick --size 2000 --big 20000 --repeat 1
+Only target 5:  .venv/bin/python benchmarks/run.py --targets 5 --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -56,8 +68,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +83,7 @@ PYTHON = sys.executable
 HOST = "127.0.0.1"  # the only host anything here talks to
 MB = 1024 * 1024
 MIN_RATE = 10.0  # messages/s below which a run is considered stuck (sets its time limit)
-SMTP_SINK_CANDIDATES = ("/usr/sbin/smtp-sink", "/usr/bin/smtp-sink")
+POSTFIX_DIRS = ("/usr/sbin", "/usr/bin")  # where Debian puts smtp-sink and smtp-source
 MAILMERGE_DEFAULT = "2.3.0"
 
 # The targets of the performance issue.
@@ -84,6 +96,8 @@ GOAL_PEAK_MB = 150.0
 GOAL_GROWTH_MB = 30.0
 GOAL_HELP_S = 0.3
 GOAL_PREVIEW_S = 1.0
+GOAL_EXAMPLE_BOUND = 0.90
+TARGETS = (1, 2, 3, 4, 5)
 
 
 class BenchError(Exception):
@@ -288,20 +302,21 @@ def apt_install(packages: list[str]) -> None:
     )
 
 
-def find_smtp_sink() -> str | None:
-    for candidate in (shutil.which("smtp-sink"), *SMTP_SINK_CANDIDATES):
+def find_postfix_tool(name: str) -> str | None:
+    for candidate in (shutil.which(name), *(f"{folder}/{name}" for folder in POSTFIX_DIRS)):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
 
 
-def ensure_smtp_sink() -> str:
-    found = find_smtp_sink()
+def ensure_postfix_tool(name: str) -> str:
+    """Postfix's test tool `name` (smtp-sink, smtp-source), installing postfix if need be."""
+    found = find_postfix_tool(name)
     if found is None:
         apt_install(["postfix"])
-        found = find_smtp_sink()
+        found = find_postfix_tool(name)
     if found is None:
-        raise BenchError("smtp-sink is still missing after installing postfix")
+        raise BenchError(f"{name} is still missing after installing postfix")
     return found
 
 
@@ -383,7 +398,11 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
 
 @dataclass
 class Context:
-    """Everything the measurements share: paths, binaries, the generated inputs."""
+    """Everything the measurements share: paths, binaries, the generated inputs.
+
+    One campaign and its lists; `for_campaign` gives another campaign's Context that
+    shares everything else (binaries, time limit, the numbering of the log files).
+    """
 
     workdir: Path
     campaign: Path
@@ -391,21 +410,26 @@ class Context:
     mailmerge: Path | None
     mailmerge_template: Path | None
     message: Path | None  # the .eml the bound pushes
+    smtp_source: str | None = None
     lists: dict[int, Path] = field(default_factory=dict)
+    list_name: str = "recipients"
+    write_list: Callable[[Path, int], Path] = workload.write_recipients
     timeout: float | None = None
-    serial: int = 0
+    serial: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def csv(self, count: int) -> Path:
         if count not in self.lists:
-            self.lists[count] = workload.write_recipients(self.workdir / f"recipients-{count}.csv", count)
+            self.lists[count] = self.write_list(self.workdir / f"{self.list_name}-{count}.csv", count)
         return self.lists[count]
+
+    def for_campaign(self, campaign: Path, *, list_name: str, write_list: Callable[[Path, int], Path]) -> Context:
+        return replace(self, campaign=campaign, message=None, lists={}, list_name=list_name, write_list=write_list)
 
     def limit(self, count: int) -> float:
         return self.timeout if self.timeout else 120.0 + count / MIN_RATE
 
     def files(self, name: str) -> tuple[Path, Path]:
-        self.serial += 1
-        stem = self.workdir / "logs" / f"{self.serial:03d}-{name}"
+        stem = self.workdir / "logs" / f"{next(self.serial):03d}-{name}"
         stem.parent.mkdir(exist_ok=True)
         return stem.with_suffix(".out"), stem.with_suffix(".err")
 
@@ -498,6 +522,16 @@ def run_ours(
     return Sample(tool, count, delivered, own, done.wall, done.max_rss / MB, done.returncode, inner, note)
 
 
+def sink_count(sink: Sink, own: int | None, says: str) -> tuple[int, str]:
+    """Stop the sink; what it accepted (else the tool's own count), and a note if they differ.
+
+    `says` words the tool's count for the note, e.g. "smtplib counted {own}".
+    """
+    sink.stop()
+    delivered = sink.accepted if sink.accepted is not None else (own or 0)
+    return delivered, ("" if own == delivered else f"{says.format(own=own)}, the sink accepted {delivered}")
+
+
 def run_bound(ctx: Context, count: int, port: int, *, connections: int, sink: Sink) -> Sample:
     assert ctx.message is not None
     cmd = [
@@ -516,12 +550,48 @@ def run_bound(ctx: Context, count: int, port: int, *, connections: int, sink: Si
     ]
     out, err = ctx.files("bound")
     done = run_measured(cmd, env=clean_env({}), stdout=out, stderr=err, timeout=ctx.limit(count))
-    sink.stop()
     lines = out.read_text("utf-8", "replace").strip().splitlines()
     own = int(json.loads(lines[-1])["sent"]) if lines else None
-    delivered = sink.accepted if sink.accepted is not None else (own or 0)
-    note = "" if own == delivered else f"smtplib counted {own}, the sink accepted {delivered}"
+    delivered, note = sink_count(sink, own, "smtplib counted {own}")
     return Sample("bound", count, delivered, own, done.wall, done.max_rss / MB, done.returncode, note=note)
+
+
+def run_limit(ctx: Context, count: int, port: int, *, connections: int, sink: Sink) -> Sample:
+    """Postfix's smtp-source (C): the same .eml, `count` times over `connections` sessions.
+
+    -d keeps each session open for its next message (as ours and the bound do), -F
+    sends the file as it is (dot-stuffed, CRLF line ends), -N numbers the recipients,
+    -c prints a running count, the last one being what it sent.
+    """
+    assert ctx.message is not None
+    assert ctx.smtp_source is not None
+    cmd = [
+        ctx.smtp_source,
+        "-c",
+        "-d",
+        "-s",
+        str(connections),
+        "-m",
+        str(count),
+        "-M",
+        "localhost",
+        "-f",
+        "bench@example.org",
+        "-N",
+        "-t",
+        "reader@example.org",
+        "-F",
+        str(ctx.message),
+        f"{HOST}:{port}",
+    ]
+    out, err = ctx.files("smtp-source")
+    done = run_measured(cmd, env=clean_env({}), stdout=out, stderr=err, timeout=ctx.limit(count))
+    counts = re.findall(r"\d+", out.read_text("utf-8", "replace"))
+    own = int(counts[-1]) if counts else None
+    delivered, note = sink_count(sink, own, "smtp-source counted {own}")
+    if done.returncode != 0:
+        note = (note + "; " if note else "") + f"exit {done.returncode}: " + err.read_text("utf-8", "replace")[-200:]
+    return Sample("smtp-source", count, delivered, own, done.wall, done.max_rss / MB, done.returncode, note=note)
 
 
 def run_peer(ctx: Context, count: int, port: int, *, sink: Sink) -> Sample:
@@ -544,15 +614,13 @@ def run_peer(ctx: Context, count: int, port: int, *, sink: Sink) -> Sample:
     ]
     out, err = ctx.files("mailmerge")
     done = run_measured(cmd, env=clean_env({}), cwd=ctx.workdir, stdout=out, stderr=err, timeout=ctx.limit(count))
-    sink.stop()
     own = 0
     with out.open("rb") as stream:  # it prints every message: count, then drop the file
         for line in stream:
             if line.startswith(b">>> message ") and line.rstrip().endswith(b" sent"):
                 own += 1
     out.unlink()
-    delivered = sink.accepted if sink.accepted is not None else own
-    note = "" if own == delivered else f"mailmerge printed {own} sent, the sink accepted {delivered}"
+    delivered, note = sink_count(sink, own, "mailmerge printed {own} sent")
     if done.returncode != 0:
         note = (note + "; " if note else "") + f"exit {done.returncode}: " + err.read_text("utf-8", "replace")[-200:]
     return Sample("mailmerge", count, delivered, own, done.wall, done.max_rss / MB, done.returncode, note=note)
@@ -573,6 +641,8 @@ class Row:
     bound: float | None = None
     ours_bound: float | None = None
     ours_peer: float | None = None
+    limit: float | None = None  # the machine's limit: Postfix's smtp-source, shown, not counted
+    ours_limit: float | None = None
     goals: list[tuple[str, bool]] = field(default_factory=list)
     # Shown beside the goals, not counted: the issue's own illustrations of a target
     # ("over 4x mailmerge", "i.e. 50x"), worked out from its author's mailmerge rates.
@@ -608,6 +678,30 @@ def log_sample(label: str, sample: Sample) -> None:
     )
 
 
+Runner = tuple[str, Callable[[int, Sink], Sample]]  # a tool's name; run it against (port, sink)
+
+
+def rotate(
+    ctx: Context,
+    label: str,
+    runners: list[Runner],
+    *,
+    repeat: int,
+    sink_kind: str,
+    delay_ms: float = 0.0,
+) -> dict[str, list[Sample]]:
+    """Every runner `repeat` times, each against a fresh sink, rotating who goes first."""
+    samples: dict[str, list[Sample]] = {name: [] for name, _ in runners}
+    for index in range(repeat):
+        first = index % len(runners)
+        for name, runner in runners[first:] + runners[:first]:
+            with Sink(sink_kind, workdir=ctx.workdir, smtp_sink=ctx.smtp_sink, delay_ms=delay_ms) as sink:
+                sample = runner(sink.port, sink)
+            samples[name].append(sample)
+            log_sample(f"{label} {index + 1}/{repeat}", sample)
+    return samples
+
+
 def compare(
     ctx: Context,
     label: str,
@@ -620,8 +714,7 @@ def compare(
     delay_ms: float = 0.0,
 ) -> dict[str, list[Sample]]:
     """Ours, the bound and the peer, `repeat` times, rotating who goes first."""
-    samples: dict[str, list[Sample]] = {"ours": [], "bound": [], "mailmerge": []}
-    runners: list[tuple[str, Callable[[int, Sink], Sample]]] = [
+    runners: list[Runner] = [
         (
             "bound",
             lambda port, sink: run_bound(ctx, count, port, connections=connections, sink=sink),
@@ -629,14 +722,7 @@ def compare(
         ("ours", lambda port, sink: run_ours(ctx, count, port, connections=connections, sink=sink)),
         ("mailmerge", lambda port, sink: run_peer(ctx, peer_count, port, sink=sink)),
     ]
-    for index in range(repeat):
-        order = runners[index % 3 :] + runners[: index % 3]
-        for name, runner in order:
-            with Sink(sink_kind, workdir=ctx.workdir, smtp_sink=ctx.smtp_sink, delay_ms=delay_ms) as sink:
-                sample = runner(sink.port, sink)
-            samples[name].append(sample)
-            log_sample(f"{label} {index + 1}/{repeat}", sample)
-    return samples
+    return rotate(ctx, label, runners, repeat=repeat, sink_kind=sink_kind, delay_ms=delay_ms)
 
 
 def rates(samples: list[Sample]) -> list[float]:
@@ -655,11 +741,17 @@ def throughput_row(
     *,
     min_rate: float | None,
     min_bound: float,
-    peer_multiple: float,
+    peer_multiple: float | None = None,
 ) -> tuple[list[Row], dict[str, Any]]:
-    """The table row of a throughput target, and the samples behind it for the JSON."""
-    ours = median(rates(samples["ours"]))
-    ob, op = paired_ratio(samples["ours"], samples["bound"]), paired_ratio(samples["ours"], samples["mailmerge"])
+    """The table row of a throughput target, and the samples behind it for the JSON.
+
+    `samples` has "ours" and "bound", and may have "mailmerge" (the peer) and
+    "smtp-source" (the machine's limit); a tool not measured shows as "–".
+    """
+    ours_samples = samples["ours"]
+    peer, limit = samples.get("mailmerge", []), samples.get("smtp-source", [])
+    ob, op = paired_ratio(ours_samples, samples["bound"]), paired_ratio(ours_samples, peer)
+    ours = median(rates(ours_samples))
     goals = [(f"≥ {min_rate:.0f}/s", (ours or 0) >= min_rate)] if min_rate is not None else []
     goals.append((f"≥ {min_bound:.0%} of bound", (ob or 0) >= min_bound))
     row = Row(
@@ -667,16 +759,19 @@ def throughput_row(
         measure,
         "msg/s",
         ours,
-        median(rates(samples["mailmerge"])),
+        median(rates(peer)),
         median(rates(samples["bound"])),
         ob,
         op,
+        limit=median(rates(limit)),
+        ours_limit=paired_ratio(ours_samples, limit),
         goals=goals,
-        illustrations=[(f"{peer_multiple:g}× peer", (op or 0) >= peer_multiple)],
-        spread=spread(samples["ours"]),
+        illustrations=[(f"{peer_multiple:g}× peer", (op or 0) >= peer_multiple)] if peer_multiple else [],
+        spread=spread(ours_samples),
     )
-    inner = median([x.inner_rate for x in samples["ours"] if x.inner_rate])
-    return [row], {"samples": samples, "ours_send_loop_rate": inner}
+    inner = median([x.inner_rate for x in ours_samples if x.inner_rate])
+    before = median([x.wall - x.own_count / x.inner_rate for x in ours_samples if x.inner_rate and x.own_count])
+    return [row], {"samples": samples, "ours_send_loop_rate": inner, "ours_before_send_loop_s": before}
 
 
 def target_local(ctx: Context, args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
@@ -726,6 +821,35 @@ def target_relay(ctx: Context, args: argparse.Namespace) -> tuple[list[Row], dic
         min_bound=GOAL_RELAY_BOUND,
         peer_multiple=GOAL_RELAY_PEER,
     )
+
+
+def target_example(ctx: Context, args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
+    """The repository's own example campaign (`newsletter init`) to a list of Russian names."""
+    n, c = args.example_size, args.connections
+    say(f"target 5: the example campaign, {n} Cyrillic-named recipients, {c} connections, {args.repeat} repeat(s)")
+    example = ctx.for_campaign(
+        workload.init_campaign(ctx.workdir / "example", python=PYTHON),
+        list_name="recipients-ru",
+        write_list=workload.write_russian_recipients,
+    )
+    # With our settings, so its headers (List-Unsubscribe) and links are the ones `send` writes.
+    example.message = preview_message(example, example.csv(n), ctx.workdir / "example-message", our_env(free_port()))
+    size = example.message.stat().st_size
+    say(f"  5 example: each message is {size:,} bytes ({size / 1024:.1f} KiB), the .eml of {example.message.stem}")
+    runners: list[Runner] = [
+        ("bound", lambda port, sink: run_bound(example, n, port, connections=c, sink=sink)),
+        ("ours", lambda port, sink: run_ours(example, n, port, connections=c, sink=sink)),
+        ("smtp-source", lambda port, sink: run_limit(example, n, port, connections=c, sink=sink)),
+    ]
+    samples = rotate(example, "5 example", runners, repeat=args.repeat, sink_kind="smtp-sink")
+    rows, details = throughput_row(
+        samples,
+        "5 example campaign",
+        f"{n:,} msgs of {size / 1024:.1f} KiB, {c} conns",
+        min_rate=None,
+        min_bound=GOAL_EXAMPLE_BOUND,
+    )
+    return rows, {**details, "message_bytes": size}
 
 
 def target_memory(
@@ -881,8 +1005,20 @@ def ratio(value: float | None, *, percent: bool) -> str:
     return f"{value:.0%}" if percent else f"{value:.1f}×"
 
 
-COLUMNS = ("target", "measure", "ours", "mailmerge", "smtplib bound", "ours/bound", "ours/mailmerge", "goal", "result")
-RIGHT = {"ours", "mailmerge", "smtplib bound", "ours/bound", "ours/mailmerge"}
+COLUMNS = (
+    "target",
+    "measure",
+    "ours",
+    "mailmerge",
+    "smtplib bound",
+    "ours/bound",
+    "ours/mailmerge",
+    "smtp-source limit",
+    "ours/limit",
+    "goal",
+    "result",
+)
+RIGHT = {"ours", "mailmerge", "smtplib bound", "ours/bound", "ours/mailmerge", "smtp-source limit", "ours/limit"}
 
 
 def cells(row: Row, *, newline: str) -> list[str]:
@@ -896,6 +1032,8 @@ def cells(row: Row, *, newline: str) -> list[str]:
         fmt(row.bound, row.unit),
         ratio(row.ours_bound, percent=True),
         ratio(row.ours_peer, percent=False),
+        fmt(row.limit, row.unit),
+        ratio(row.ours_limit, percent=True),
         newline.join(
             [f"{'✓' if ok else '✗'} {goal}" for goal, ok in row.goals]
             + [f"({'✓' if ok else '✗'} ≥ {text}: illustration, not counted)" for text, ok in row.illustrations]
@@ -955,7 +1093,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--targets", default="1,2,3,4", help="which targets to run, e.g. 1,4 (default 1,2,3,4)")
+    every = ",".join(map(str, TARGETS))
+    parser.add_argument("--targets", default=every, help=f"which targets to run, e.g. 1,5 (default {every})")
     parser.add_argument(
         "--repeat",
         type=int,
@@ -973,7 +1112,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--connections",
         type=int,
         default=4,
-        help="connections for target 1, ours and bound alike (default 4)",
+        help="connections for targets 1 and 5, every tool alike (default 4)",
+    )
+    parser.add_argument(
+        "--example-size",
+        type=int,
+        default=10_000,
+        help="recipients for target 5, the example campaign (default 10000)",
     )
     parser.add_argument(
         "--relay-size",
@@ -1033,13 +1178,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     try:
         args.target_set = {int(t) for t in args.targets.split(",") if t.strip()}
     except ValueError:
-        parser.error("--targets: give numbers from 1 to 4, separated by commas")
-    if not args.target_set or not args.target_set <= {1, 2, 3, 4}:
-        parser.error("--targets: give numbers from 1 to 4, separated by commas")
+        parser.error(f"--targets: give numbers from 1 to {max(TARGETS)}, separated by commas")
+    if not args.target_set or not args.target_set <= set(TARGETS):
+        parser.error(f"--targets: give numbers from 1 to {max(TARGETS)}, separated by commas")
     for name in (
         "repeat",
         "size",
         "connections",
+        "example_size",
         "relay_size",
         "relay_peer_size",
         "relay_connections",
@@ -1068,10 +1214,21 @@ def byte_compile_ours() -> None:
     subprocess.run([PYTHON, "-m", "compileall", "-q", where], check=True, stdout=subprocess.DEVNULL)
 
 
+def preview_message(ctx: Context, recipients: Path, out_dir: Path, env: dict[str, str]) -> Path:
+    """`newsletter preview` of ctx's campaign for the first of `recipients`: its .eml."""
+    out, err = ctx.files("preview-setup")
+    cmd = [PYTHON, "-m", "newsletter", "--campaign", str(ctx.campaign), "--recipients", str(recipients)]
+    done = run_measured([*cmd, "preview", "--out", str(out_dir)], env=env, stdout=out, stderr=err, timeout=300)
+    emls = sorted(out_dir.glob("*.eml"))
+    if done.returncode != 0 or not emls:
+        raise BenchError(f"`newsletter preview` failed (exit {done.returncode}): {err.read_text()[-500:]}")
+    return emls[0]
+
+
 def prepare(args: argparse.Namespace, workdir: Path) -> Context:
     targets = args.target_set
     byte_compile_ours()
-    smtp_sink = ensure_smtp_sink() if targets & {1, 3} else None
+    smtp_sink = ensure_postfix_tool("smtp-sink") if targets & {1, 3, 5} else None
     mailmerge, mm_version = (
         ensure_mailmerge(args.cache_dir, args.mailmerge_version) if targets & {1, 2} else (None, None)
     )
@@ -1085,35 +1242,14 @@ def prepare(args: argparse.Namespace, workdir: Path) -> Context:
         mailmerge=mailmerge,
         mailmerge_template=None,
         message=None,
+        smtp_source=ensure_postfix_tool("smtp-source") if 5 in targets else None,
         timeout=args.timeout,
     )
     if mailmerge is not None:
         ctx.mailmerge_template = workload.write_mailmerge_template(workdir / "mailmerge_template.txt", campaign)
     # One preview: checks the campaign renders, and its .eml is what the bound pushes.
     preview = workdir / "message"
-    out, err = ctx.files("preview-setup")
-    done = run_measured(
-        [
-            PYTHON,
-            "-m",
-            "newsletter",
-            "--campaign",
-            str(campaign),
-            "--recipients",
-            str(ctx.csv(min(args.size, 100))),
-            "preview",
-            "--out",
-            str(preview),
-        ],
-        env=clean_env({}),
-        stdout=out,
-        stderr=err,
-        timeout=300,
-    )
-    emls = sorted(preview.glob("*.eml"))
-    if done.returncode != 0 or not emls:
-        raise BenchError(f"`newsletter preview` failed (exit {done.returncode}): {err.read_text()[-500:]}")
-    ctx.message = emls[0]
+    ctx.message = preview_message(ctx, ctx.csv(min(args.size, 100)), preview, clean_env({}))
     html = sorted(preview.glob("*.html"))
     args.message_bytes = ctx.message.stat().st_size
     args.html_bytes = html[0].stat().st_size if html else None
@@ -1165,6 +1301,9 @@ def main(argv: list[str] | None = None) -> int:
         if 4 in args.target_set:
             found, details["startup"] = target_startup(ctx, args)
             rows += found
+        if 5 in args.target_set:
+            found, details["example"] = target_example(ctx, args)
+            rows += found
     except (BenchError, subprocess.CalledProcessError) as exc:
         say(f"error: {exc}")
         return 2
@@ -1176,21 +1315,36 @@ def main(argv: list[str] | None = None) -> int:
             say(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    message = (
+        f"message {args.message_bytes:,} bytes (inlined HTML {args.html_bytes or 0:,} bytes + text part)"
+        if args.target_set & {1, 2, 3, 4}
+        else ""
+    )
+    if "example" in details:
+        message += "; " if message else ""
+        message += f"target 5's message (the example campaign) {details['example']['message_bytes']:,} bytes"
     notes = [
         f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, "
-        f"mailmerge {args.mailmerge_installed or '–'}; message {args.message_bytes:,} bytes "
-        f"(inlined HTML {args.html_bytes or 0:,} bytes + text part); {args.repeat} repeat(s); "
+        f"mailmerge {args.mailmerge_installed or '–'}; {message}; {args.repeat} repeat(s); "
         f"wall time of each tool's whole process; ratios are medians of same-repeat pairs.",
     ]
-    for key, label in (("local", "target 1"), ("relay", "target 2")):
+    if "example" in details:
+        notes.append(
+            "target 5: smtp-source limit = Postfix's smtp-source (C) sending the same .eml over the same "
+            "number of sessions to a fresh smtp-sink: the machine's limit, shown, not counted."
+        )
+    throughput_keys = (("local", "target 1"), ("relay", "target 2"), ("example", "target 5"))
+    for key, label in throughput_keys:
         inner = details.get(key, {}).get("ours_send_loop_rate")
+        before = details.get(key, {}).get("ours_before_send_loop_s")
         if inner:
             notes.append(
                 f"{label}: ours' send loop alone (the CLI's own summary) ran at {inner:,.0f}/s; "
-                "the rest of the wall time is start-up and the pre-send check."
+                f"the rest of the wall time{f' ({before:.1f} s)' if before else ''} "
+                "is start-up and the pre-send check."
             )
-    throughput = [d for d in (details.get("local"), details.get("relay")) if d]
+    throughput = [details[key] for key, _ in throughput_keys if key in details]
     incomplete = [s for d in throughput for samples in d["samples"].values() for s in samples if not s.ok]
     incomplete += [s for s in details.get("memory", {}).get("samples", {}).values() if not s.ok]
     if incomplete:

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from newsletter.checks.delivery import delivery_findings
@@ -187,6 +187,7 @@ class SendResult:
     check: Preflight
     recovered: int
     dry_run: bool
+    problems: list[Entry] = field(default_factory=list)  # failed, deferred, unknown: the journal's rows
 
     @property
     def nothing_to_send(self) -> bool:
@@ -245,7 +246,8 @@ def send(
             if spool is None or plan.summary.planned == 0:
                 return SendResult(plan.summary, report, recovered, dry_run)
             summary = _deliver(project, journal, options, plan, spool, progress, stop)
-    return SendResult(summary, report, recovered, dry_run)
+        problems = journal.entries(PROBLEMS) if summary.problems else []
+    return SendResult(summary, report, recovered, dry_run, problems)
 
 
 def _deliver(

@@ -247,7 +247,7 @@ def unsubscribe(sample: Sample) -> Iterator[Finding]:
         )
 
 
-def text_part(sample: Sample) -> Iterator[Finding]:
+def text_alternative(sample: Sample) -> Iterator[Finding]:
     part = sample.message.get_body(("plain",))
     if part is None or not str(part.get_content()).strip():
         yield sample.finding(
@@ -355,7 +355,7 @@ MESSAGE_CHECKS: tuple[MessageCheck, ...] = (
     insecure_links,
     empty_links,
     unsubscribe,
-    text_part,
+    text_alternative,
     subject_length,
     unsubscribe_signing,
     sender_alignment,

@@ -11,13 +11,11 @@ from newsletter.cli.base import EXIT_SIGNAL, command, load, reported, run
 from newsletter.cli.output import destination, err, fail, out, print_preflight, print_summary
 from newsletter.cli.progress import ProgressReporter, Signals, new_progress
 from newsletter.defaults import DEFAULT_CONNECTIONS, MAX_ATTEMPTS, MAX_CONNECTIONS, RETRY_DELAY
-from newsletter.delivery.states import PROBLEMS
 from newsletter.errors import EXIT_FAILED, Cancelled, SetupError
 from newsletter.inputs.folder import CampaignFolder
 from newsletter.inputs.settings import parse_rate
 
 if TYPE_CHECKING:
-    from newsletter.delivery.plan import SendOptions
     from newsletter.project import Project
 
 
@@ -141,7 +139,7 @@ def send(
         print_summary(summary)
         err.print("Interrupted. Run the same command again to continue; nobody who got it gets it twice.")
         sys.exit(EXIT_SIGNAL.get(signals.received, 130))
-    _finish(project, options, result)
+    _finish(project, result)
 
 
 def _ask(question: str) -> None:
@@ -169,7 +167,7 @@ def _confirm(asked: run.Confirmation, *, yes: bool) -> bool:
     return True
 
 
-def _finish(project: Project, options: SendOptions, result: run.SendResult) -> None:
+def _finish(project: Project, result: run.SendResult) -> None:
     summary = result.summary
     print_summary(summary)
     if project.settings.smtp is None:
@@ -178,9 +176,8 @@ def _finish(project: Project, options: SendOptions, result: run.SendResult) -> N
         fail(str(summary.fatal), summary.fatal.exit_code)
     if summary.fatal is not None:
         fail(f"{summary.fatal}; run the same command again to continue", EXIT_FAILED)
-    if summary.problems:
-        with project.journal() as journal:
-            for entry in journal.entries(PROBLEMS):
-                code = f"{entry.code} " if entry.code else ""
-                err.print(f"  {entry.email} (line {entry.line}): {entry.state}: {code}{entry.reply or ''}")
+    if result.problems:
+        for entry in result.problems:
+            code = f"{entry.code} " if entry.code else ""
+            err.print(f"  {entry.email} (line {entry.line}): {entry.state}: {code}{entry.reply or ''}")
         sys.exit(EXIT_FAILED)

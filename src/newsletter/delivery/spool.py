@@ -10,9 +10,9 @@ is not read a second time either.
 
 Batches are written as they are; past `RAW_BYTES` in one file they are compressed
 (zlib, fastest level), so a list of a million recipients costs a few gigabytes of
-temporary disk at most, not tens. The files are unlinked when the run ends, and
-nothing in them outlives the process that owns the spool: a crash leaves only a
-temporary folder, which holds no secret beyond the messages themselves.
+temporary disk at most, not tens. The files are removed when the run ends; a
+folder left by a run that was killed (its name carries the owner's pid) is removed
+by the next spool made on this machine, since it holds the recipients' messages.
 
 Each message keeps the Date and Message-ID it was built with at the check.
 """
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from newsletter.inputs.recipients import Recipient
     from newsletter.message.builder import Outgoing
 
+PREFIX = "newsletter-spool-"
 RAW_BYTES = 256 * 1024 * 1024  # per writing process: beyond this, batches are compressed
 
 Location = tuple[int, int, int, bool, int]
@@ -50,7 +51,8 @@ class Spool:
     """
 
     def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="newsletter-spool-"))  # mode 0700
+        remove_stale()
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))  # mode 0700
         self._index: list[Location] = []
         self.count = 0  # messages added
         self._readers: dict[int, int] = {}
@@ -121,3 +123,21 @@ class Spool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def remove_stale(base: Path | None = None) -> list[Path]:
+    """Remove the spool folders of this user whose owning process is gone; return them."""
+    removed = []
+    for folder in Path(base or tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        pid_text = folder.name.removeprefix(PREFIX).partition("-")[0]
+        try:
+            pid = int(pid_text)
+            if folder.is_symlink() or folder.lstat().st_uid != os.getuid():
+                continue
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        except (ValueError, OSError):  # not ours to judge: a foreign name, or another user's process
+            continue
+    return removed

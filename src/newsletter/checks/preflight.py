@@ -44,8 +44,9 @@ class Preflight(RowProblems):
     def refusal(self, list_name: str, *, skip_invalid: bool = False) -> str | None:
         """Why a send must not go ahead after this check, or None when it may."""
         if self.template_errors:
-            count = f"{len(self.template_errors)}+" if len(self.template_errors) >= MAX_TEMPLATE_ERRORS else ""
-            return f"{count or len(self.template_errors)} recipient(s) cannot be rendered (above); nothing was sent"
+            failed = len(self.template_errors)
+            shown = f"{failed}+" if failed >= MAX_TEMPLATE_ERRORS else str(failed)  # the check stopped there
+            return f"{shown} recipient(s) cannot be rendered (above); nothing was sent"
         if self.invalid_count and not skip_invalid:
             return (
                 f"{self.invalid_count} invalid row(s) in {list_name}: fix them, or pass --skip-invalid to send "

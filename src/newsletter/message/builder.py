@@ -205,7 +205,7 @@ class MessageBuilder:
             mime.header("Message-ID", message_id),
             self._fixed_lines,
         ]
-        unsubscribe, one_click = self.links.header_for(recipient.email)
+        unsubscribe, one_click = self.links.header_for(recipient.email, url=rendered.unsubscribe_url)
         if unsubscribe:
             head.append(fold_list_header("List-Unsubscribe", unsubscribe, ASCII_POLICY).encode("ascii"))
             if one_click:
@@ -268,7 +268,7 @@ class MessageBuilder:
             message["Reply-To"] = self.reply_to.header()
         if self.list_id:
             message["List-Id"] = self.list_id
-        unsubscribe, one_click = self.links.header_for(recipient.email)
+        unsubscribe, one_click = self.links.header_for(recipient.email, url=rendered.unsubscribe_url)
         if unsubscribe:
             message["List-Unsubscribe"] = unsubscribe
             if one_click:

@@ -96,14 +96,15 @@ class UnsubscribeLinks:
         address = self.mailto.removeprefix("mailto:")
         return f"mailto:{address}" if "?" in address else f"mailto:{address}?subject=unsubscribe"
 
-    def header_for(self, email: str) -> tuple[str | None, bool]:
+    def header_for(self, email: str, *, url: str | None = None) -> tuple[str | None, bool]:
         """The `List-Unsubscribe` value and whether one-click POST (RFC 8058) applies.
 
         One-click needs an https URL that identifies the recipient by itself:
-        the POST carries nothing else.
+        the POST carries nothing else. `url` is `url_for(email)` when the caller has
+        it already (the render made it): the HMAC is then not computed twice.
         """
         links = []
-        url = self.url_for(email)
+        url = url if url is not None else self.url_for(email)
         if url:
             # RFC 2369: a literal comma inside a URL would split the list.
             links.append("<" + url.replace(",", "%2C") + ">")

@@ -126,6 +126,10 @@ class Cancelled(InputError):
     """The confirmation was refused (or could not be asked); nothing was sent."""
 
 
+class Interrupted(Cancelled):
+    """A stop request (Ctrl-C, SIGTERM) came during the check, before any message; nothing was sent."""
+
+
 class CheckFailed(InputError):
     """The pre-send check found problems; nothing was sent. `report` holds them all."""
 

@@ -224,7 +224,7 @@ def send(
         plan = Plan(journal, options, unsubscribed=read_unsubscribed(project.source.unsubscribed))
         with contextlib.ExitStack() as stack:
             spool = None if dry_run else stack.enter_context(Spool())
-            report = preflight(project, plan=plan, spool=spool)
+            report = preflight(project, plan=plan, spool=spool, stop=stop)
             name = project.recipients.path.name
             refusal = report.refusal(name, skip_invalid=skip_invalid)
             if refusal is not None:

@@ -11,7 +11,7 @@ from newsletter.cli.base import EXIT_SIGNAL, command, load, reported, run
 from newsletter.cli.output import destination, err, fail, out, print_preflight, print_summary
 from newsletter.cli.progress import ProgressReporter, Signals, new_progress
 from newsletter.defaults import DEFAULT_CONNECTIONS, MAX_ATTEMPTS, MAX_CONNECTIONS, RETRY_DELAY
-from newsletter.errors import EXIT_FAILED, Cancelled, SetupError
+from newsletter.errors import EXIT_FAILED, Cancelled, Interrupted, SetupError
 from newsletter.inputs.folder import CampaignFolder
 from newsletter.inputs.settings import parse_rate
 
@@ -119,6 +119,9 @@ def send(
                 dry_run=dry_run,
                 skip_invalid=skip_invalid,
             )
+        except Interrupted as exc:
+            err.print(f"Interrupted: {exc}.")
+            sys.exit(EXIT_SIGNAL.get(signals.received, 130) if signals.received else 130)
         finally:
             reporter.flush()
             progress.stop()

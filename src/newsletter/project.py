@@ -54,8 +54,9 @@ class Project:
     def outbox(self) -> Path:
         return self.source.outbox
 
-    def journal(self) -> Journal:
-        return Journal(self.source.journal, self.campaign.id, self.channel)
+    def journal(self, *, create: bool = True) -> Journal:
+        """The campaign's journal; without `create`, JournalMissing when no send has made one."""
+        return Journal(self.source.journal, self.campaign.id, self.channel, create=create)
 
     def transport_factory(self, *, smtputf8_needed: Sequence[str] = ()) -> Callable[[], Transport]:
         """`smtputf8_needed`: planned addresses that need SMTPUTF8 (a relay without it is refused)."""

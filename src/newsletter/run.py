@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from newsletter.checks.delivery import delivery_findings
@@ -25,13 +25,13 @@ from newsletter.checks.findings import Finding
 from newsletter.checks.message import check_campaign
 from newsletter.checks.preflight import Preflight, preflight
 from newsletter.delivery.engine import Engine, Reporter
-from newsletter.delivery.journal import Entry, Journal
+from newsletter.delivery.journal import Entry, Journal, JournalError, JournalMissing
 from newsletter.delivery.plan import Plan, SendOptions, Summary
 from newsletter.delivery.spool import Spool
-from newsletter.delivery.states import PROBLEMS, SENDING, SENT
+from newsletter.delivery.states import DEFERRED, FAILED, PROBLEMS, SENDING, SENT, UNKNOWN
 from newsletter.delivery.suppression import read_unsubscribed
 from newsletter.delivery.transports.smtp import SMTPTransport
-from newsletter.errors import Cancelled, CheckFailed, DeliveryError, InputError
+from newsletter.errors import Cancelled, CheckFailed, ConnectionLost, DeliveryError, InputError, RelayUnreachable
 from newsletter.inputs.addresses import check_address
 from newsletter.inputs.folder import DEFAULT_ENCODING, CampaignFolder, address_stem
 from newsletter.inputs.recipients import Recipient
@@ -188,10 +188,16 @@ class SendResult:
     recovered: int
     dry_run: bool
     problems: list[Entry] = field(default_factory=list)  # failed, deferred, unknown: the journal's rows
+    counts: dict[str, int] = field(default_factory=dict)  # the whole campaign's, per state, after the run
 
     @property
     def nothing_to_send(self) -> bool:
         return self.summary.planned == 0
+
+    @property
+    def outstanding(self) -> dict[str, int]:
+        """The campaign's recipients whose fate is not `sent`: unknown, failed, deferred."""
+        return {state: n for state in (UNKNOWN, FAILED, DEFERRED) if (n := self.counts.get(state, 0))}
 
 
 def send(
@@ -244,10 +250,14 @@ def send(
             if confirm is not None and not confirm(asked):
                 raise Cancelled("cancelled; nothing was sent")
             if spool is None or plan.summary.planned == 0:
-                return SendResult(plan.summary, report, recovered, dry_run)
-            summary = _deliver(project, journal, options, plan, spool, progress, stop)
-        problems = journal.entries(PROBLEMS) if summary.problems else []
-    return SendResult(summary, report, recovered, dry_run, problems)
+                summary = plan.summary
+            else:
+                summary = _deliver(project, journal, options, plan, spool, progress, stop)
+        if isinstance(summary.fatal, JournalError):  # it cannot be read either: report what we know
+            return SendResult(summary, report, recovered, dry_run)
+        counts = journal.counts()
+        problems = journal.entries(PROBLEMS) if any(counts.get(state) for state in PROBLEMS) else []
+    return SendResult(summary, report, recovered, dry_run, problems, counts)
 
 
 def _deliver(
@@ -283,7 +293,10 @@ def send_test(project: Project, to: str, *, email: str | None = None) -> Outgoin
     recipient = project.find_recipient(email)
     _, outgoing = project.message(recipient, deliver_to=address, subject_prefix="[TEST] ")
     transport = project.transport_factory()()
-    transport.open()
+    try:
+        transport.open()
+    except ConnectionLost as exc:
+        raise RelayUnreachable.from_lost(exc) from None
     try:
         transport.send(outgoing)
     finally:
@@ -313,12 +326,28 @@ class Status:
 
 
 def status(project: Project) -> Status:
-    """The journal's counts and problem recipients, and what a send would skip now."""
+    """The journal's counts and problem recipients, and what a send would skip now.
+
+    Never creates a journal: a folder without one has sent nothing. Rows still
+    `sending` whose sender is gone are reported `unknown`, which is what the next
+    send will call them.
+    """
     listed: int | None = None
-    with project.journal() as journal:
-        counts = journal.counts()
-        problems = journal.entries((*PROBLEMS, SENDING))
-        span = journal.span() if counts.get(SENT) else None
+    counts: dict[str, int] = {}
+    problems: list[Entry] = []
+    span: tuple[float, float] | None = None
+    with contextlib.ExitStack() as stack:
+        try:
+            journal: Journal | None = stack.enter_context(project.journal(create=False))
+        except JournalMissing:
+            journal = None
+        if journal is not None:
+            counts = journal.counts()
+            problems = journal.entries((*PROBLEMS, SENDING))
+            span = journal.span() if counts.get(SENT) else None
+            if counts.get(SENDING) and not journal.sender_alive():
+                counts[UNKNOWN] = counts.get(UNKNOWN, 0) + counts.pop(SENDING)
+                problems = [replace(e, state=UNKNOWN) if e.state == SENDING else e for e in problems]
         plan: Plan | None = None
         if project.recipients.path.is_file():
             plan = Plan(journal, SendOptions(), unsubscribed=read_unsubscribed(project.source.unsubscribed))

@@ -74,6 +74,8 @@ def ehlo_features(reply: Reply) -> dict[str, str]:
     """
     features: dict[str, str] = {}
     for line in reply.lines[1:]:
+        if not line.strip():  # smtp-sink ends with a bare "250 ": nothing offered, nothing shifted
+            continue
         keyword, _, params = line.strip().replace("=", " ", 1).partition(" ")  # old `AUTH=LOGIN`
         if not _EHLO_KEYWORD.match(keyword):
             raise ProtocolError(f"malformed EHLO line {line[:80]!r}")

@@ -224,9 +224,12 @@ def send(
             # The lock comes first: the check's single pass over the list also decides whom
             # this run sends to, and that needs the journal as this run will see it.
             journal.acquire()
-            recovered = journal.recover()
-            if project.channel == "outbox" and not any(project.outbox.glob("*.eml")):
-                journal.forget()  # the outbox was emptied on purpose: write it again
+            try:
+                recovered = journal.recover()
+                if project.channel == "outbox" and not any(project.outbox.glob("*.eml")):
+                    journal.forget()  # the outbox was emptied on purpose: write it again
+            except JournalError as exc:  # nothing sent yet: a setup problem
+                raise exc.at_start() from None
         plan = Plan(journal, options, unsubscribed=read_unsubscribed(project.source.unsubscribed))
         with contextlib.ExitStack() as stack:
             spool = None if dry_run else stack.enter_context(Spool())

@@ -96,9 +96,13 @@ class JournalError(NewsletterError):
     exit_code = EXIT_FAILED
 
     def __init__(self, path: Path, action: str, reason: str, hint: str | None = None) -> None:
-        self.path = path
-        hint = hint or _hint(reason)
-        super().__init__(f"{path}: cannot {action} the journal: {reason}; {hint}")
+        self.path, self.action, self.reason = path, action, reason
+        self.hint = hint or _hint(reason)
+        super().__init__(f"{path}: cannot {action} the journal: {reason}; {self.hint}")
+
+    def at_start(self) -> JournalUnavailable:
+        """The same failure before anything was sent: a setup problem, exit 2."""
+        return JournalUnavailable(self.path, self.action, self.reason, self.hint)
 
 
 class JournalUnavailable(JournalError):
@@ -259,6 +263,13 @@ class Journal:
         """Take the campaign's send lock; a lock left by a dead process is taken over."""
         self._lock_folder()
         host = socket.gethostname()
+        try:
+            self._take_lock_row(host)
+        except JournalError as exc:
+            raise exc.at_start() from None
+        self._holding_lock = True
+
+    def _take_lock_row(self, host: str) -> None:
         with self._write() as db:
             row = db.execute(
                 "SELECT pid, host, started_at FROM locks WHERE campaign=? AND destination=?",
@@ -272,7 +283,6 @@ class Journal:
                 "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)",
                 (self.campaign, self.destination, os.getpid(), host, time.time()),
             )
-        self._holding_lock = True
 
     def _lock_folder(self) -> None:
         """An flock on the campaign folder (the journal folder's parent): it outlives `.newsletter/`."""

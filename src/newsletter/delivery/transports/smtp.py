@@ -62,6 +62,7 @@ def _size_limit(value: str | None) -> int | None:
     return size if size > 0 else None
 
 
+QUIT_WAIT = 2.0  # seconds for the goodbye: nothing depends on it
 _EHLO_KEYWORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
 
@@ -180,6 +181,8 @@ class SMTPTransport:
             raise self._setup_error(self._text(exc.reply), exc.reply.code) from None
         except ReplyTimeout as exc:
             raise self._lost(f"timed out: {exc}") from None
+        except Closed:
+            raise self._lost("the relay closed the connection") from None
         except ProtocolError as exc:
             raise self._lost(f"protocol error: {exc}") from None
         except OSError as exc:
@@ -312,9 +315,9 @@ class SMTPTransport:
                 wire.send(b".\r\n")
                 _expect(wire.reply(), (250,), "the end of the data")
             except _Refused as exc:
-                if exc.reply.code == 421 or ended:  # 421: the relay is closing this connection
+                if exc.reply.code == 421:  # the relay is closing this connection
                     self._drop()
-                else:
+                elif not ended:  # a refusal after the dot ends the transaction by itself
                     self._reset(wire)
                 raise RecipientRefused(exc.reply.code, self._text(exc.reply.text)) from None
             wire.expect_silence()  # a second reply to the dot: its 250 may not be its own
@@ -381,6 +384,7 @@ class SMTPTransport:
         wire, self._wire = self._wire, None
         if wire is None:
             return
+        wire.timeout = min(wire.timeout, QUIT_WAIT)  # a stop must not wait a full timeout for "221"
         with contextlib.suppress(OSError, ProtocolError):
             wire.send(b"QUIT\r\n")
             wire.reply()

@@ -29,7 +29,8 @@ import time
 from dataclasses import dataclass
 
 MAX_LINE = 4096  # RFC 5321 allows 512 octets a reply line; real relays stay far below this
-MAX_LINES = 200  # an EHLO reply of Postfix or Exchange has about a dozen
+MAX_LINES = 200
+MIN_WRITE_RATE = 16384  # bytes a second: below this the relay is taken as not reading  # an EHLO reply of Postfix or Exchange has about a dozen
 
 
 class ProtocolError(Exception):
@@ -113,8 +114,12 @@ class Wire:
     # -- writing ------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        """Write `data` whole; a relay that stops reading fails it within the timeout."""
-        self.sock.settimeout(self.timeout)  # sendall's timeout covers the whole call
+        """Write `data` whole within the timeout, plus time for its size at a slow link's pace.
+
+        sendall's timeout covers the whole call: a relay that stops reading fails it, and
+        a big attachment over a slow uplink still gets the time it needs.
+        """
+        self.sock.settimeout(self.timeout + len(data) / MIN_WRITE_RATE)
         self.sock.sendall(data)
 
     # -- reading ------------------------------------------------------------------

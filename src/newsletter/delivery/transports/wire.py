@@ -29,8 +29,8 @@ import time
 from dataclasses import dataclass
 
 MAX_LINE = 4096  # RFC 5321 allows 512 octets a reply line; real relays stay far below this
-MAX_LINES = 200
-MIN_WRITE_RATE = 16384  # bytes a second: below this the relay is taken as not reading  # an EHLO reply of Postfix or Exchange has about a dozen
+MAX_LINES = 200  # an EHLO reply of Postfix or Exchange has about a dozen
+MIN_WRITE_RATE = 16384  # bytes a second: below this the relay is taken as not reading
 
 
 class ProtocolError(Exception):

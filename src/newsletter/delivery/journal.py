@@ -24,6 +24,7 @@ from pathlib import Path
 from newsletter.delivery.states import FAILED, SENDING, SENT, UNKNOWN
 from newsletter.delivery.suppression import is_dead_address
 from newsletter.errors import EXIT_INPUT, NewsletterError
+from newsletter.inputs.safefiles import ensure_output_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -108,7 +109,7 @@ class Journal:
     """A journal file, shared by the sending threads of one process (writes are serialized)."""
 
     def __init__(self, path: Path, campaign: str, destination: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_output_dir(path.parent)  # SQLite follows links: a planted one is refused first
         self.path = path
         self.campaign = campaign
         self.destination = destination

@@ -21,6 +21,7 @@ from typing import Any
 
 import jinja2
 from jinja2.exceptions import SecurityError
+from jinja2.loaders import split_template_path
 
 from newsletter.inputs.folder import CampaignFolder, PrivateFiles, check_templates_folder, inside
 
@@ -40,8 +41,14 @@ class CampaignLoader(jinja2.FileSystemLoader):
         self._private = private if private is not None else CampaignFolder(folder.parent).private()
 
     def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
+        # Checked before Jinja reads the file: a refused one is never opened.
+        self._check(template, Path(self.folder, *split_template_path(template)))
         source, filename, uptodate = super().get_source(environment, template)
-        real = Path(filename).resolve()
+        self._check(template, Path(filename))
+        return source, filename, uptodate
+
+    def _check(self, template: str, path: Path) -> None:
+        real = path.resolve()
         if real == self._root or not inside(real, self._root):
             raise SecurityError(
                 f"{self.folder.name}/{template} leads outside {self.folder.name}/ "
@@ -53,4 +60,3 @@ class CampaignLoader(jinja2.FileSystemLoader):
                 f"{self.folder.name}/{template} is {what}, which is never read as a template: "
                 "settings and addresses stay out of messages"
             )
-        return source, filename, uptodate

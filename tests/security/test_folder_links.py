@@ -131,3 +131,19 @@ def test_walks_of_templates_never_follow_a_link(tmp_path: Path) -> None:
     assert folder / "templates" / "announcement.html" in watched
     assert [path for path in watched if path.is_symlink() or outside in path.resolve().parents] == []
     assert cli(folder, "check").exit_code == 0
+
+
+def test_an_announcement_linked_from_outside_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "notes.md"
+    outside.write_text(
+        '+++\nsubject = "Private notes"\nfrom = "a@example.org"\n+++\nMY-PRIVATE-NOTES\n', encoding="utf-8"
+    )
+    folder = make_campaign(tmp_path / "c")
+    (folder / "announcement.md").unlink()
+    (folder / "announcement.md").symlink_to(outside)
+
+    result = cli(folder, "send", "--yes")
+
+    assert result.exit_code == 2, result.output
+    assert "announcement.md: leads outside the campaign folder" in result.output
+    assert "MY-PRIVATE-NOTES" not in _outbox(folder)

@@ -14,7 +14,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from newsletter.errors import CampaignError
-from newsletter.inputs.folder import ANNOUNCEMENT, TEMPLATES, files_under
+from newsletter.inputs.folder import ANNOUNCEMENT, TEMPLATES, files_under, inside
 
 FENCE = "+++"
 
@@ -213,6 +213,12 @@ def derive_id(path: Path, subject: str) -> str:
 def load_campaign(folder: Path) -> Campaign:
     """Read and validate `announcement.md` in `folder`."""
     path = folder / ANNOUNCEMENT
+    if path.exists() and not inside(path.resolve(), folder.resolve()):  # its body goes into every message
+        raise CampaignError(
+            "leads outside the campaign folder (a symbolic link?); the announcement is read only "
+            "from the folder itself: replace the link with the file",
+            path=path,
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:

@@ -35,7 +35,7 @@ from newsletter.errors import Cancelled, CheckFailed, DeliveryError, InputError
 from newsletter.inputs.addresses import check_address
 from newsletter.inputs.folder import DEFAULT_ENCODING, CampaignFolder, address_stem
 from newsletter.inputs.recipients import Recipient
-from newsletter.inputs.safefiles import OutputDir
+from newsletter.inputs.safefiles import OutputDir, in_campaign
 from newsletter.message.builder import Outgoing
 from newsletter.project import Project, load_project
 from newsletter.render import webversion
@@ -146,19 +146,21 @@ def preview(
     recipient = project.find_recipient(email)
     rendered, outgoing = project.message(recipient)
     stem = address_stem(recipient.email)
-    with OutputDir(out) as folder:  # a link planted in preview/ is refused, never written through
+    # Inside the campaign folder a planted link is refused; a folder of the user's own
+    # elsewhere may hold links. Either way no file is written through one.
+    with OutputDir(out, strict=in_campaign(out, project.folder)) as folder:
         html = folder.write(f"{stem}.html", rendered.html.encode("utf-8"))
         text = folder.write(f"{stem}.txt", rendered.text.encode("utf-8"))
         eml = folder.write(f"{stem}.eml", outgoing.data)
         if project.builder.images is not None:  # the HTML keeps relative <img src> paths
             project.builder.images.copy_beside(rendered.html, folder)
-    index = (
-        webversion.write_web_version(
-            project.campaign, out, images=project.builder.images, private=project.source.private()
+        index = (
+            webversion.write_web_version(
+                project.campaign, folder, images=project.builder.images, private=project.source.private()
+            )
+            if web_version
+            else None
         )
-        if web_version
-        else None
-    )
     return PreviewFiles(html, text, eml, recipient, index)
 
 

@@ -133,3 +133,24 @@ def test_a_link_made_after_the_check_is_not_written_through(tmp_path: Path, vict
         written = out.write("c.eml", b"a whole message")
     assert written.read_bytes() == b"a whole message" and not os.path.lexists(tmp_path / "out" / "c.eml.part")
     assert _untouched(victim)
+
+
+def test_a_folder_of_your_own_named_with_out_may_hold_links(tmp_path: Path, victim: Path) -> None:
+    """`--out` outside the campaign is the user's: its own links stay, but none is written through."""
+    folder = make_campaign(tmp_path / "c")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "old-issue").symlink_to(victim.parent)
+
+    result = cli(folder, "preview", "--out", str(site))
+
+    assert result.exit_code == 0, result.output
+    assert (site / f"{ANN}.html").is_file() and not (site / f"{ANN}.html").is_symlink()
+    (site / f"{ANN}.txt").unlink()
+    (site / f"{ANN}.txt").symlink_to(victim)
+
+    refused = cli(folder, "preview", "--out", str(site))
+
+    assert refused.exit_code == 2, refused.output
+    assert f"{site / ANN}.txt is a symbolic link" in refused.output.replace("\n", "")
+    assert _untouched(victim)

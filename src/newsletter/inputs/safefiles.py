@@ -43,6 +43,14 @@ def link_refused(path: Path) -> InputError:
     )
 
 
+def in_campaign(path: Path, root: Path) -> bool:
+    """Whether `path` names a place inside the campaign folder `root` (resolved), before
+    its own last part is followed: `preview -> /tmp/x` is in the campaign, and strict."""
+    absolute = Path(os.path.abspath(path))
+    place = absolute.parent.resolve() / absolute.name
+    return place == root or root in place.parents
+
+
 def ensure_output_dir(path: Path) -> Path:
     """`path` as a real folder that holds no link, created if missing; InputError otherwise."""
     if path.is_symlink():
@@ -64,12 +72,21 @@ class OutputDir:
     """An output folder, checked by `ensure_output_dir` and held open by descriptor.
 
     Writes go relative to the descriptor, so that the folder cannot be swapped for
-    a link between the check and the write.
+    a link between the check and the write. `strict=False` is for a folder the user
+    named outside the campaign (`preview --out ~/site`): it may be a link and hold
+    links, which are theirs; the files written into it are still new and no-follow.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = ensure_output_dir(path)
-        self._fd: int | None = _open_dir(path, None, path)
+    def __init__(self, path: Path, *, strict: bool = True) -> None:
+        if strict:
+            ensure_output_dir(path)
+        else:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"cannot create the folder {path}: {exc.strerror}") from None
+        self.path = path
+        self._fd: int | None = _open_dir(path, None, path, follow=not strict)
 
     def __enter__(self) -> OutputDir:
         return self
@@ -106,9 +123,9 @@ class OutputDir:
         return shown / base
 
 
-def _open_dir(name: str | Path, parent: int | None, shown: Path) -> int:
+def _open_dir(name: str | Path, parent: int | None, shown: Path, *, follow: bool = False) -> int:
     try:
-        return os.open(name, _DIRECTORY, dir_fd=parent)
+        return os.open(name, _DIRECTORY & ~os.O_NOFOLLOW if follow else _DIRECTORY, dir_fd=parent)
     except OSError as exc:
         if _is_link(name, parent):
             raise link_refused(shown) from None

@@ -9,6 +9,7 @@ at itself. Local images are copied beside it at the same relative paths.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,11 +38,19 @@ def render_web_version(campaign: Campaign, *, private: PrivateFiles | None = Non
 
 
 def write_web_version(
-    campaign: Campaign, out: Path, *, images: InlineImages | None = None, private: PrivateFiles | None = None
+    campaign: Campaign,
+    out: Path | OutputDir,
+    *,
+    images: InlineImages | None = None,
+    private: PrivateFiles | None = None,
 ) -> Path:
-    """Write `out/index.html` (and the images it uses), never through a link; return its path."""
+    """Write `out/index.html` (and the images it uses), never through a link; return its path.
+
+    A `Path` is opened as a strict output folder: no link in it or at it.
+    """
     rendered = render_web_version(campaign, private=private)
-    with OutputDir(out) as folder:
+    with contextlib.ExitStack() as stack:
+        folder = out if isinstance(out, OutputDir) else stack.enter_context(OutputDir(out))
         if images is not None:
             images.copy_beside(rendered.html, folder)
         return folder.write(INDEX, rendered.html.encode("utf-8"))

@@ -117,7 +117,13 @@ def load_project(
     folder = source.root
     if not folder.is_dir():
         raise ConfigError(f"campaign folder not found: {folder}")
-    settings = load_settings(environ=environ, env_file=source.settings_file, overrides=overrides)
+    settings = load_settings(
+        environ=environ,
+        env_file=source.settings_file,
+        overrides=overrides,
+        # The folder's own .env may have come with the folder: it may not lower security.
+        found_in=folder if source.env_file is None else None,
+    )
     campaign = load_campaign(folder)
     from_text = settings.sender or campaign.sender
     if not from_text:
@@ -133,6 +139,7 @@ def load_project(
         secret=settings.secret,
         list_id=list_id,
     )
+    private = source.private()  # never a template, an attachment or an image
     list_name = campaign.fields.get("list_name")
     list_header = list_id_header(list_id, list_name if isinstance(list_name, str) else None)
     builder = MessageBuilder(
@@ -140,14 +147,14 @@ def load_project(
         reply_to=reply_to,
         links=links,
         list_id=list_header,
-        attachments=load_attachments(campaign),
-        images=InlineImages(folder, domain=ascii_domain(sender.domain)),
+        attachments=load_attachments(campaign, private=private),
+        images=InlineImages(folder, domain=ascii_domain(sender.domain), private=private),
     )
     return Project(
         source=source,
         settings=settings,
         campaign=campaign,
         recipients=source.rows(),
-        renderer=Renderer(campaign, links=links),
+        renderer=Renderer(campaign, links=links, private=private),
         builder=builder,
     )

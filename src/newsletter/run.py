@@ -35,6 +35,7 @@ from newsletter.errors import Cancelled, CheckFailed, ConnectionLost, DeliveryEr
 from newsletter.inputs.addresses import check_address
 from newsletter.inputs.folder import DEFAULT_ENCODING, CampaignFolder, address_stem
 from newsletter.inputs.recipients import Recipient
+from newsletter.inputs.safefiles import OutputDir, in_campaign
 from newsletter.message.builder import Outgoing
 from newsletter.project import Project, load_project
 from newsletter.render import webversion
@@ -144,17 +145,22 @@ def preview(
     out = out or project.source.preview
     recipient = project.find_recipient(email)
     rendered, outgoing = project.message(recipient)
-    out.mkdir(parents=True, exist_ok=True)
     stem = address_stem(recipient.email)
-    html, text, eml = out / f"{stem}.html", out / f"{stem}.txt", out / f"{stem}.eml"
-    html.write_text(rendered.html, encoding="utf-8")
-    text.write_text(rendered.text, encoding="utf-8")
-    eml.write_bytes(outgoing.data)
-    if project.builder.images is not None:  # the HTML keeps relative <img src> paths
-        project.builder.images.copy_beside(rendered.html, out)
-    index = (
-        webversion.write_web_version(project.campaign, out, images=project.builder.images) if web_version else None
-    )
+    # Inside the campaign folder a planted link is refused; a folder of the user's own
+    # elsewhere may hold links. Either way no file is written through one.
+    with OutputDir(out, strict=in_campaign(out, project.folder)) as folder:
+        html = folder.write(f"{stem}.html", rendered.html.encode("utf-8"))
+        text = folder.write(f"{stem}.txt", rendered.text.encode("utf-8"))
+        eml = folder.write(f"{stem}.eml", outgoing.data)
+        if project.builder.images is not None:  # the HTML keeps relative <img src> paths
+            project.builder.images.copy_beside(rendered.html, folder)
+        index = (
+            webversion.write_web_version(
+                project.campaign, folder, images=project.builder.images, private=project.source.private()
+            )
+            if web_version
+            else None
+        )
     return PreviewFiles(html, text, eml, recipient, index)
 
 

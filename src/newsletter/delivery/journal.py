@@ -35,7 +35,8 @@ from pathlib import Path
 
 from newsletter.delivery.states import DEFERRED, FAILED, SENDING, SENT, UNKNOWN
 from newsletter.delivery.suppression import is_dead_address
-from newsletter.errors import EXIT_FAILED, EXIT_INPUT, NewsletterError
+from newsletter.errors import EXIT_FAILED, EXIT_INPUT, InputError, NewsletterError
+from newsletter.inputs.safefiles import ensure_output_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -165,8 +166,8 @@ class Journal:
         self._gone: str | None = None
         if not create and not path.exists():
             raise JournalMissing(path, "read", "there is none yet", "no send has run from this folder")
+        ensure_output_dir(path.parent)  # SQLite follows links: a planted one is refused first
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             # WAL with synchronous=NORMAL: a committed row survives a crash of this
@@ -217,8 +218,8 @@ class Journal:
         target = self.path
         if target.exists():
             target = self.path.with_name(f"{self.path.stem}.rescued-{int(time.time())}{self.path.suffix}")
-        with contextlib.suppress(OSError, sqlite3.Error):
-            target.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError, sqlite3.Error, InputError):
+            ensure_output_dir(target.parent)  # never written back through a link planted meanwhile
             copy = sqlite3.connect(target)
             try:
                 self._db.backup(copy)

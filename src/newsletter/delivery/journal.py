@@ -36,7 +36,7 @@ from pathlib import Path
 from newsletter.delivery.states import DEFERRED, FAILED, SENDING, SENT, UNKNOWN
 from newsletter.delivery.suppression import is_dead_address
 from newsletter.errors import EXIT_FAILED, EXIT_INPUT, InputError, NewsletterError
-from newsletter.inputs.safefiles import ensure_output_dir
+from newsletter.inputs.safefiles import ensure_output_dir, link_refused
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -164,6 +164,8 @@ class Journal:
         self._holding_lock = False
         self._folder_lock: int | None = None
         self._gone: str | None = None
+        if path.parent.is_symlink():  # refused even just to read: it is not this folder's state
+            raise link_refused(path.parent)
         if not create and not path.exists():
             raise JournalMissing(path, "read", "there is none yet", "no send has run from this folder")
         ensure_output_dir(path.parent)  # SQLite follows links: a planted one is refused first

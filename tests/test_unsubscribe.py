@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -63,6 +64,18 @@ def test_a_link_parses_back_to_its_address_and_token(url: str, email: str) -> No
     parts = urlsplit(made)
     token = make_token(Secret(SECRET), LIST_ID, email)
     assert links(url).parse(parts.path, parts.query) == (email, token)  # both as the request line has them
+
+
+@pytest.mark.parametrize("email", [ANNA, "ユーザー@例え.jp", "a+b%c@example.org", "#x?y&z=1@example.org"])
+def test_under_a_wsgi_server_that_passes_only_the_decoded_path_links_still_work(tmp_path: Path, email: str) -> None:
+    app = UnsubscribeApp(links("https://x.example/u/{email}/{token}"), tmp_path / UNSUBSCRIBED)
+    made = app.links.url_for(email)
+    assert made is not None
+    # PEP 3333: PATH_INFO is the decoded path, as latin-1 text of its bytes; no REQUEST_URI or RAW_URI.
+    path_info = unquote(urlsplit(made).path).encode("utf-8").decode("latin-1")
+    status, page = app.respond({"REQUEST_METHOD": "GET", "PATH_INFO": path_info, "QUERY_STRING": ""})
+    assert status == "200 OK"
+    assert f"<strong>{html.escape(email)}</strong>" in page.decode()
 
 
 def test_requests_that_are_not_our_links_parse_to_nothing() -> None:

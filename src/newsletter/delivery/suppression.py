@@ -30,7 +30,6 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 from newsletter.errors import InputError, RecipientsError
 from newsletter.inputs.addresses import address_key, check_address
@@ -45,7 +44,8 @@ HEADER = ("email", "added", "source")
 # is. Full validation costs ~90 us a row, seconds for a long file read on every
 # send; only rows outside this shape pay for it.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_PLAIN = re.compile(rf"[A-Za-z0-9._%+'-]+@{_LABEL}(?:\.{_LABEL})+")
+# Not starting with an apostrophe: `'-x@example.org` is the written form of `-x@example.org`.
+_PLAIN = re.compile(rf"[A-Za-z0-9._%+-][A-Za-z0-9._%+'-]*@{_LABEL}(?:\.{_LABEL})+")
 # What makes a spreadsheet read a cell as a formula, after any apostrophes: an
 # address of this shape is written with one more apostrophe in front, and a cell of
 # this shape with at least one apostrophe loses one on reading, so every address
@@ -100,19 +100,17 @@ def _identity(fd: int) -> tuple[int, int, int, int]:
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
-def _address_cells(stream: IO[str]) -> Iterator[tuple[int, str]]:
-    """(line, address text) of every row that holds one; blank rows, header rows and comments are skipped."""
-    reader = csv.reader(stream)
-    for row in reader:
-        cell = row[0].strip() if row else ""
-        # A header row anywhere, not only on line 1: a file concatenated from
-        # two exports must not stop every send.
-        if not cell or cell.lower() == "email":
-            continue
-        text = _unescape(cell)
-        if text.startswith("#") and not _is_address(text):
-            continue  # a comment; `#` is also a valid first character of an address
-        yield reader.line_num, text
+def _address_text(cell: str) -> str | None:
+    """The address a row's first cell holds, or None for a blank, header or comment row."""
+    cell = cell.strip()
+    # A header row anywhere, not only on line 1: a file concatenated from
+    # two exports must not stop every send.
+    if not cell or cell.lower() == "email":
+        return None
+    text = _unescape(cell)
+    if text.startswith("#") and not _is_address(text):
+        return None  # a comment; `#` is also a valid first character of an address
+    return text
 
 
 def _is_address(text: str) -> bool:
@@ -129,14 +127,21 @@ def _read_keys(fd: int, path: Path) -> set[str]:
     found: set[str] = set()
     try:
         with open(os.dup(fd), encoding="utf-8-sig", newline="") as stream:
-            for line, text in _address_cells(stream):
-                if _PLAIN.fullmatch(text):
-                    found.add(address_key(text))
+            reader = csv.reader(stream)
+            for row in reader:
+                if not row:
+                    continue
+                cell = row[0]
+                if _PLAIN.fullmatch(cell):  # nearly every row: nothing to unescape or validate
+                    found.add(address_key(cell))
+                    continue
+                text = _address_text(cell)
+                if text is None:
                     continue
                 try:
                     address, _ = check_address(text)
                 except ValueError as exc:
-                    raise RecipientsError(str(exc), path=path, line=line) from None
+                    raise RecipientsError(str(exc), path=path, line=reader.line_num) from None
                 found.add(address_key(address))
     except UnicodeDecodeError:
         raise RecipientsError("not UTF-8 text", path=path) from None
@@ -207,10 +212,6 @@ class UnsubscribedFile:
                 os.close(fd)
             return len(self._keys)
 
-    def __contains__(self, address: str) -> bool:
-        with self._lock:
-            return address_key(address) in self._keys
-
     def add(self, addresses: Iterable[str], *, source: str = "cli") -> list[str]:
         """Append the addresses not yet listed; return those that were added.
 
@@ -224,22 +225,30 @@ class UnsubscribedFile:
                 with _locked(fd):
                     seen = _identity(fd)
                     if seen != self._seen:  # under the lock: a concurrent writer's rows count
-                        self._keys = _read_keys(fd, self.path)
+                        self._keys, self._seen = _read_keys(fd, self.path), seen
                     new: list[str] = []
+                    keys: set[str] = set()
                     for address in wanted:
                         key = address_key(address)
-                        if key not in self._keys:
-                            self._keys.add(key)
+                        if key not in self._keys and key not in keys:
+                            keys.add(key)
                             new.append(address)
                     if new:
+                        self._seen = None  # read again next time if this write fails half-way
                         size = seen[2]
-                        unfinished = size > 0 and os.pread(fd, 1, size - 1) not in (b"\n", b"\r")
+                        unfinished = size > 0 and _last_byte(fd, size) not in (b"\n", b"\r")
                         _write_all(fd, _rows(new, source, header=size == 0, newline_first=unfinished))
                         os.fsync(fd)
-                    self._seen = _identity(fd)
+                        self._keys |= keys  # only now listed: a failed write leaves them to be asked again
+                        self._seen = _identity(fd)
             finally:
                 os.close(fd)
         return new
+
+
+def _last_byte(fd: int, size: int) -> bytes:
+    os.lseek(fd, size - 1, os.SEEK_SET)  # appends still go to the end (O_APPEND)
+    return os.read(fd, 1)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -288,11 +297,15 @@ def read_address_file(path: Path) -> list[str]:
     found: list[str] = []
     try:
         with path.open(encoding="utf-8-sig", newline="") as stream:
-            for line, text in _address_cells(stream):
+            reader = csv.reader(stream)
+            for row in reader:
+                text = _address_text(row[0]) if row else None
+                if text is None:
+                    continue
                 try:
                     found.append(check_address(text)[0])
                 except ValueError as exc:
-                    raise RecipientsError(str(exc), path=path, line=line) from None
+                    raise RecipientsError(str(exc), path=path, line=reader.line_num) from None
     except UnicodeDecodeError:
         raise RecipientsError("not UTF-8 text", path=path) from None
     return found

@@ -62,13 +62,13 @@ def check_address(text: str) -> tuple[str, bool]:
 
 
 def address_key(address: str) -> str:
-    """The identity of an address `check_address` returned: what tokens, suppression and duplicates compare.
+    """The identity of an address `check_address` returned: what unsubscribe tokens and suppression compare.
 
     Both parts are lower-cased with `str.lower`, not `casefold`: case-folding maps
     different mailboxes onto one (`straße` and `strasse`, `ς` and `σ`), so one
     person's unsubscribe link or row would silence another. Lower-casing joins only
-    spellings that differ in case, which every common mail server delivers to the
-    same mailbox, and it equals `casefold` for every address without such letters:
-    keys and tokens made by earlier versions stay valid for them.
+    spellings that differ in case, which common mail servers deliver to the same
+    mailbox, and it equals `casefold` for every address without such letters, so
+    tokens made by earlier versions, and keys kept by case-folding, agree with it there.
     """
     return address.lower()

@@ -164,7 +164,7 @@ class UnsubscribeApp:
             )
         try:
             added = self.unsubscribed.add([address], source=SOURCE)
-        except InputError as exc:  # the file became a link, or unreadable: say so, record nothing
+        except (InputError, OSError) as exc:  # the file became a link, the disk is full: record nothing, say so
             sys.stderr.write(f"unsubscribe-server: {exc}\n")
             return "503 Service Unavailable", _page(
                 "Not recorded", "<p>The request could not be recorded just now. Please try again later.</p>"

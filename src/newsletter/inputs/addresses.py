@@ -68,7 +68,8 @@ def address_key(address: str) -> str:
     different mailboxes onto one (`straße` and `strasse`, `ς` and `σ`), so one
     person's unsubscribe link or row would silence another. Lower-casing joins only
     spellings that differ in case, which common mail servers deliver to the same
-    mailbox, and it equals `casefold` for every address without such letters, so
-    tokens made by earlier versions, and keys kept by case-folding, agree with it there.
+    mailbox. It gives what `casefold` gives for every ASCII address and for nearly
+    all others (not for letters such as `ß`, `ς` or a word-final `Σ`), so tokens made
+    by earlier versions, and keys kept case-folded, agree with it there.
     """
     return address.lower()

@@ -37,8 +37,8 @@ def make_token(secret: Secret, list_id: str, email: str) -> str:
     """A short URL-safe token binding `email` to `list_id`.
 
     Over `address_key`, not `casefold()`: folding gives `straße` and `strasse` one
-    token. For every address without such letters the two agree, so links sent by
-    earlier versions still verify.
+    token. For ASCII addresses, and nearly all others, the two agree, so links sent
+    by earlier versions still verify.
     """
     message = f"{list_id}\n{address_key(email)}".encode()
     digest = hmac.new(secret.reveal().encode(), message, hashlib.sha256).digest()[:TOKEN_BYTES]

@@ -190,7 +190,7 @@ def _raw_target(environ: WSGIEnvironment) -> tuple[str, str]:
         return parts.path, parts.query
     # WSGI hands the decoded path over as latin-1 text of its bytes (PEP 3333).
     decoded = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
-    return quote(decoded.encode("latin-1"), safe="/"), str(environ.get("QUERY_STRING", ""))
+    return quote(decoded.encode("latin-1", "replace"), safe="/"), str(environ.get("QUERY_STRING", ""))
 
 
 class _Handler(WSGIRequestHandler):

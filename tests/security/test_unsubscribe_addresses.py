@@ -26,7 +26,8 @@ from newsletter.inputs.recipients import Recipient
 from newsletter.inputs.settings import Secret
 from newsletter.message.unsubscribe import make_token, verify_token
 from newsletter.web.unsubscribe import UnsubscribeApp
-from tests.security.conftest import cli, make_campaign
+from tests.conftest import write_env
+from tests.security.conftest import cli, make_campaign, serve
 from tests.security.one_click import (
     LIST_ID,
     PATH_URL,
@@ -171,6 +172,37 @@ def test_files_written_by_earlier_versions_are_still_read(tmp_path: Path) -> Non
     lines = target.read_text(encoding="utf-8").splitlines()
     assert lines[-2] == "carol@example.org,2024-01-04T00:00:00Z,cli"  # the unfinished line kept whole
     assert lines[-1].startswith('"dave@example.org",')
+
+
+def test_links_in_sent_messages_unsubscribe_unusual_addresses_and_the_next_campaign_skips_them(
+    tmp_path: Path,
+) -> None:
+    leaving = ["a#b&c/d?e%f+g=h@example.org", "#news@example.org", "=1+2@example.org", "straße@example.org"]
+    # Not strasse@ beside straße@: the list itself still takes them for one address (case-folded).
+    staying = ["o'brien@example.org", "plain@example.org"]
+    rows = "".join(f"{address},Reader\n" for address in leaving + staying)
+    campaign = make_campaign(tmp_path / "campaign", csv=f"email,name\n{rows}")
+    with serve(smtputf8=True) as smtp:
+        write_env(campaign, smtp.env(NEWSLETTER_UNSUBSCRIBE_URL=QUERY_URL, NEWSLETTER_SECRET=SECRET))
+        first = cli(campaign, "send", "--yes")
+        assert first.exit_code == 0, first.output
+        received = smtp.recorder.by_recipient()
+        assert sorted(received) == sorted(leaving + staying)
+        with unsubscribe_server(campaign / UNSUBSCRIBED) as port:
+            for address in leaving:
+                message = received[address][0].message
+                assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+                link = str(message["List-Unsubscribe"]).strip("<> ")
+                assert post_one_click(port, link) == 200, (address, link)
+        announcement = campaign / "announcement.md"
+        announcement.write_text(
+            announcement.read_text(encoding="utf-8").replace('id = "security-test"', 'id = "second"'), encoding="utf-8"
+        )
+        smtp.recorder.messages.clear()
+        second = cli(campaign, "send", "--yes")
+        assert second.exit_code == 0, second.output
+        assert sorted(smtp.recorder.by_recipient()) == sorted(staying)
+    assert "4 suppressed (4 unsubscribed" in second.output
 
 
 # -- finding 2: unsubscribed.csv is never opened through a link ---------------------------------

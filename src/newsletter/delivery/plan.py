@@ -24,6 +24,7 @@ from newsletter.defaults import (
 from newsletter.delivery.journal import Journal
 from newsletter.delivery.states import FAILED, SENT, UNKNOWN
 from newsletter.errors import NewsletterError
+from newsletter.inputs.addresses import address_key
 from newsletter.inputs.recipients import Recipient
 
 
@@ -79,7 +80,7 @@ class Plan:
         journal: Journal | None,
         options: SendOptions,
         *,
-        unsubscribed: set[str] | None = None,
+        unsubscribed: set[str] | None = None,  # address_key of each (read_unsubscribed)
     ) -> None:
         self.journal = journal
         self.options = options
@@ -129,7 +130,7 @@ class Plan:
                 summary.already_done += 1
             elif state == UNKNOWN and not self.options.resend_unknown:
                 summary.skipped_unknown += 1
-            elif not self.options.ignore_suppression and recipient.key in self.unsubscribed:
+            elif not self.options.ignore_suppression and address_key(recipient.email) in self.unsubscribed:
                 summary.suppressed += 1
                 summary.unsubscribed += 1
             elif not self.options.ignore_suppression and recipient.key in failed_before:

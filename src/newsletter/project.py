@@ -18,6 +18,7 @@ from newsletter.delivery.transports import Transport
 from newsletter.delivery.transports.outbox import OutboxTransport
 from newsletter.delivery.transports.smtp import SMTPTransport
 from newsletter.errors import CampaignError, ConfigError, InputError
+from newsletter.inputs.addresses import address_key
 from newsletter.inputs.campaign import Campaign, load_campaign
 from newsletter.inputs.folder import CampaignFolder
 from newsletter.inputs.recipients import Recipient, RecipientList
@@ -79,7 +80,7 @@ class Project:
 
     def find_recipient(self, email: str | None) -> Recipient:
         """The recipient with this address, or the first valid one."""
-        wanted = email.casefold() if email else None
+        wanted = address_key(email.strip()) if email else None
         for recipient in self.recipients.recipients():
             if wanted is None or recipient.key == wanted:
                 return recipient

@@ -42,7 +42,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     campaign    TEXT NOT NULL,
     destination TEXT NOT NULL,
-    address     TEXT NOT NULL,          -- case-folded: the identity of a recipient
+    address     TEXT NOT NULL,          -- address_key(): the identity of a recipient
     email       TEXT NOT NULL,          -- as sent
     line        INTEGER,
     state       TEXT NOT NULL,

@@ -11,6 +11,7 @@ folder names (an attachment, an image) is read, and it never leaves the folder;
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ STATE_DIR = ".newsletter"  # the journal and whatever else a run keeps between r
 JOURNAL_FILE = "journal.sqlite3"
 UNSUBSCRIBED = "unsubscribed.csv"
 DEFAULT_ENCODING = "utf-8"
-_UNSAFE_IN_NAMES = re.compile(r"[^A-Za-z0-9@._+-]")
+_UNSAFE_IN_NAMES = re.compile(r"[^\w@.+-]")  # `%` is unsafe too: it marks what was replaced
+_LONGEST_STEM = 150
 
 
 @dataclass(frozen=True)
@@ -190,8 +192,18 @@ def files_under(directory: Path) -> list[Path]:
 
 def address_stem(address: str) -> str:
     """A file name for one recipient's file (outbox, preview): safe on every filesystem,
-    and still showing whom it is for."""
-    return _UNSAFE_IN_NAMES.sub("_", address)[:150]
+    still showing whom it is for, and one per address.
+
+    Characters a file name should not hold become `%XX` (their UTF-8 bytes) and `%`
+    itself is one of them, so two addresses never share a name (`a#b@` and `a_b@` once
+    both became `a_b@`, and one message overwrote the other in the outbox). A name
+    too long for some filesystems keeps its start and ends in a hash of the whole.
+    """
+    stem = _UNSAFE_IN_NAMES.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), address)
+    if len(stem) <= _LONGEST_STEM:
+        return stem
+    digest = hashlib.sha256(address.encode()).hexdigest()[:16]
+    return f"{stem[: _LONGEST_STEM - 17]}-{digest}"
 
 
 def inside(path: Path, folder: Path) -> bool:

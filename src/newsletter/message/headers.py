@@ -129,8 +129,9 @@ def fold_list_header(name: str, value: str, policy: Policy) -> str:
     lines = [head]
 
     def put(token: str) -> None:
-        if (len(lines[-1]) + 1 + len(token) > limit and lines[-1] != head) or len(lines[-1]) >= limit:
-            lines.append("")
+        longer = len(lines[-1]) + 1 + len(token)
+        if (longer > limit and lines[-1] != head) or len(lines[-1]) >= limit or longer > mime.HARD:
+            lines.append("")  # after `Name:` too, for a token that only fits a line of its own
         lines[-1] += " " + token
 
     run: list[str] = []

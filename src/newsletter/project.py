@@ -147,6 +147,6 @@ def load_project(
         settings=settings,
         campaign=campaign,
         recipients=source.rows(),
-        renderer=Renderer(campaign, links=links),
+        renderer=Renderer(campaign, links=links, list_name=source.recipients_path.name),
         builder=builder,
     )

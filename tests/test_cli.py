@@ -74,9 +74,12 @@ def test_invalid_rows_stop_the_run_unless_skipped(campaign: Path) -> None:
 
 def test_missing_field_stops_preflight_with_template_file_and_line(campaign: Path) -> None:
     (campaign / "recipients.csv").write_text("email\nann@example.org\n", encoding="utf-8")
+    template = campaign / "templates" / "announcement.html"
+    text = template.read_text(encoding="utf-8")
+    template.write_text(text.replace('recipient.name or "colleague"', "recipient.name"), encoding="utf-8")
     result = invoke("--campaign", str(campaign), "send")
     assert result.exit_code == 2
-    assert "templates/announcement.html:" in result.output or "announcement.html:" in result.output
+    assert "templates/announcement.html:3:" in result.output
     assert "recipients line 2" in result.output
     assert not (campaign / "outbox").exists()
 

@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from newsletter.cli.base import command, load, reported, run
+from newsletter.cli.base import command, load, reported, run, with_example_list
 from newsletter.cli.output import destination, err, out, print_preflight
 from newsletter.errors import EXIT_INPUT
 from newsletter.inputs.folder import CampaignFolder
@@ -23,6 +23,7 @@ from newsletter.inputs.folder import CampaignFolder
 )
 def check(source: CampaignFolder, ask_relay: bool) -> None:
     """Check everything that can be checked without sending: settings, list, templates."""
+    source, _ = with_example_list(source)
     with reported():
         project = load(source)
         result = run.check(project, ask_relay=ask_relay)
@@ -40,7 +41,8 @@ def check(source: CampaignFolder, ask_relay: bool) -> None:
     )
     table.add_row("sender", project.builder.sender.address)
     table.add_row("delivery", destination(project))
-    table.add_row("largest HTML", f"{report.largest_html / 1024:.1f} KB")
+    if report.largest_html:  # nothing was rendered when a template failed
+        table.add_row("largest HTML", f"{report.largest_html / 1024:.1f} KB")
     if report.largest_message:
         table.add_row("largest message", f"{report.largest_message / 1024:.1f} KB")
     if result.relay_size:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,8 +36,25 @@ def init(folder: Path) -> None:
         click.echo(f"wrote {path}")
     click.echo(
         f"Next: cd {folder}; cp recipients.example.csv recipients.csv; cp .env.example .env; "
-        "edit them; newsletter check"
+        f"edit them; {invocation()} check"
     )
+
+
+def invocation() -> str:
+    """How to run this same `newsletter` from another folder: the bare name only when PATH finds it.
+
+    After `pip install` into a virtualenv that is not activated, `newsletter` is not on
+    PATH; the next steps then name the program by its full path (or `python -m newsletter`).
+    """
+    running = Path(sys.argv[0])
+    found = shutil.which("newsletter")
+    if found is not None and running.name == "newsletter" and Path(found).resolve() == running.resolve():
+        return "newsletter"
+    if running.name == "newsletter" and running.is_file():
+        return shlex.quote(str(running.resolve()))
+    if found is not None:
+        return "newsletter"
+    return f"{shlex.quote(sys.executable)} -m newsletter"
 
 
 @command()

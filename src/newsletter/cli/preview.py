@@ -9,7 +9,7 @@ from types import FrameType
 
 import click
 
-from newsletter.cli.base import command, ensure_folder, load, reported, run
+from newsletter.cli.base import command, ensure_folder, load, reported, run, with_example_list
 from newsletter.cli.output import fail, out
 from newsletter.inputs.folder import CampaignFolder
 
@@ -52,8 +52,9 @@ def preview(
     if serve:
         if out_dir is not None:
             fail("--out writes files; it cannot be combined with --serve")
-        _serve_preview(source, email, port, open_browser)
+        _serve_preview(with_example_list(source, required=False)[0], email, port, open_browser)
         return
+    source, _ = with_example_list(source)
     with reported():
         files = run.preview(load(source), out=out_dir, email=email, web_version=web_version)
     click.echo(f"Preview for {files.recipient.email} (line {files.recipient.line}):")

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from newsletter.cli.base import EXIT_SIGNAL, command, load, reported, run
+from newsletter.cli.base import EXIT_SIGNAL, command, example_note, load, reported, run, with_example_list
 from newsletter.cli.output import destination, err, fail, out, print_preflight, print_summary
 from newsletter.cli.progress import ProgressReporter, Signals, new_progress
 from newsletter.defaults import DEFAULT_CONNECTIONS, MAX_ATTEMPTS, MAX_CONNECTIONS, RETRY_DELAY
-from newsletter.errors import EXIT_FAILED, Cancelled, SetupError
-from newsletter.inputs.folder import CampaignFolder
+from newsletter.errors import EXIT_FAILED, Cancelled, ConfigError, SetupError
+from newsletter.inputs.folder import EXAMPLE_RECIPIENTS, RECIPIENTS, CampaignFolder
 from newsletter.inputs.settings import parse_rate
 
 if TYPE_CHECKING:
@@ -86,12 +86,22 @@ def send(
     """
     from newsletter.delivery.plan import SendOptions
 
+    source, example = with_example_list(source, quiet=True)
     with reported():
         project = load(
             source,
             NEWSLETTER_RATE=rate,
             NEWSLETTER_CONNECTIONS=str(connections) if connections else None,
         )
+        if example and project.settings.smtp is not None and to is None and not dry_run:
+            raise ConfigError(
+                f"file not found; {EXAMPLE_RECIPIENTS} beside it holds example addresses, which are not "
+                f"sent to a relay unless you ask: copy your own list to {RECIPIENTS}, or name a list with "
+                "--recipients FILE",
+                path=RECIPIENTS,
+            )
+        if example:
+            example_note(source)
         if to is not None:
             outgoing = run.send_test(project, to)
             address = outgoing.envelope.recipient

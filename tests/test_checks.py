@@ -106,7 +106,7 @@ def test_html_over_gmail_clipping_limit(campaign: Path) -> None:
     plant(campaign, "<p>" + "padding text " * (GMAIL_CLIP_BYTES // 12) + "</p>")
     [finding] = findings(campaign)
     assert finding.code == "gmail-clipping"
-    assert "102 KB" in finding.message
+    assert "102 KiB" in finding.message
 
 
 def test_html_near_gmail_clipping_limit(campaign: Path) -> None:

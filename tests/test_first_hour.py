@@ -265,3 +265,41 @@ def test_init_next_steps_name_a_newsletter_that_runs(tmp_path: Path) -> None:
     assert command[-1] == "check" and Path(command[0]).is_absolute()
     ran = subprocess.run(command, cwd=tmp_path / "mine", env=env, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
+
+
+# -- 6. one rate, one size style, whole help lines ------------------------------------
+
+
+def test_the_bar_the_summary_and_status_give_one_rate(campaign: Path, smtp: Server) -> None:
+    rows = "".join(f"u{i}@example.org\n" for i in range(60))
+    (campaign / "recipients.csv").write_text("email\n" + rows, encoding="utf-8")
+    write_env(campaign, smtp.env())
+    sent = invoke("--campaign", str(campaign), "send", "--yes", "--rate", "40")
+    assert sent.exit_code == 0, sent.output
+    [bar] = [line for line in sent.output.splitlines() if line.startswith("sending")]
+    [summary] = [line for line in sent.output.splitlines() if line.startswith("60 sent")]
+    status = invoke("--campaign", str(campaign), "status")
+    [last] = [line for line in status.output.splitlines() if line.startswith("Last run")]
+    assert "60 sent in" in last
+    rates = [float(re.findall(r"([\d,.]+)/s", line)[-1].replace(",", "")) for line in (bar, summary, last)]
+    assert max(rates) <= 44  # --rate 40: the sending phase, not a burst or a half-second window
+    assert max(rates) - min(rates) <= 0.1 * max(rates), (bar, summary, last)
+
+
+def test_sizes_are_said_one_way(campaign: Path) -> None:
+    (campaign / "book.pdf").write_bytes(b"%PDF-1.4\n" + bytes(10_240_000 - 9))
+    path = campaign / "announcement.md"
+    path.write_text(path.read_text(encoding="utf-8").replace("+++\n\n", 'attachments = ["book.pdf"]\n+++\n\n', 1))
+    result = invoke("--campaign", str(campaign), "check")
+    assert "9.8 MiB × 12 recipients" in result.output  # 10,240,000 bytes, not "10000.0 KB"
+    assert not re.search(r"\d (?:KB|MB|GB)\b", result.output.replace("20-25 MB", "")), result.output  # providers own it
+    [table] = re.findall(r"largest message\s+(\d[\d,]*\.\d MiB)", result.output)
+    assert f"the largest message is {table}:" in result.output  # the table and the warning agree
+
+
+def test_help_says_each_command_in_a_whole_sentence() -> None:
+    result = invoke("--help")
+    commands = result.output.split("Commands:", 1)[1]
+    assert "..." not in commands
+    for name in ("check", "init", "preview", "send", "status", "unsubscribe", "unsubscribe-server"):
+        assert re.search(rf"^  {re.escape(name)}\s+\S", commands, re.M), name

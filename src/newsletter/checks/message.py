@@ -24,8 +24,9 @@ from newsletter.inputs.recipients import Recipient
 from newsletter.message.builder import Outgoing
 from newsletter.project import Project
 from newsletter.render.renderer import Rendered
+from newsletter.sizes import human_size
 
-# Gmail hides everything after the first ~102 KB of a message's HTML behind
+# Gmail hides everything after the first ~102 KiB of a message's HTML behind
 # "[Message clipped]", including the footer with the unsubscribe link.
 GMAIL_CLIP_BYTES = 102 * 1024
 GMAIL_NEAR_BYTES = 90 * 1024
@@ -170,14 +171,14 @@ def html_size(sample: Sample) -> Iterator[Finding]:
         yield sample.finding(
             "warning",
             "gmail-clipping",
-            f"the HTML is {size / 1024:.1f} KB: Gmail clips messages over 102 KB and hides "
+            f"the HTML is {human_size(size)}: Gmail clips messages over 102 KiB and hides "
             "the rest, the unsubscribe link included",
         )
     elif size > GMAIL_NEAR_BYTES:
         yield sample.finding(
             "warning",
             "gmail-clipping-near",
-            f"the HTML is {size / 1024:.1f} KB, close to the 102 KB at which Gmail clips messages",
+            f"the HTML is {human_size(size)}, close to the 102 KiB at which Gmail clips messages",
         )
 
 

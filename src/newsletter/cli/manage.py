@@ -26,7 +26,7 @@ else:
     unsubscribe_web = lazy_import("newsletter.web.unsubscribe")
 
 
-@main.command()
+@main.command(short_help="Write a starter campaign (the example announcement) into FOLDER.")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
 def init(folder: Path) -> None:
     """Write a starter campaign (the example announcement) into FOLDER."""
@@ -57,7 +57,7 @@ def invocation() -> str:
     return f"{shlex.quote(sys.executable)} -m newsletter"
 
 
-@command()
+@command(short_help="Add addresses to unsubscribed.csv; every later send skips them.")
 @click.argument("addresses", nargs=-1)
 @click.option(
     "--from-file",
@@ -82,7 +82,7 @@ def unsubscribe(source: CampaignFolder, addresses: tuple[str, ...], from_file: P
     click.echo(f"{len(added)} address(es) added to {target}; {len(wanted) - len(added)} were already there.")
 
 
-@command("unsubscribe-server")
+@command("unsubscribe-server", short_help="Answer unsubscribe links: a confirmation page and one-click POSTs.")
 @click.option(
     "--host",
     default=UNSUBSCRIBE_HOST,

@@ -14,7 +14,7 @@ from newsletter.cli.output import fail, out
 from newsletter.inputs.folder import CampaignFolder
 
 
-@command()
+@command(short_help="One recipient's message as files, or every recipient's on a live page.")
 @click.option("--recipient", "email", metavar="EMAIL", help="Whose message to show (default: the first).")
 @click.option(
     "--out",

@@ -28,7 +28,7 @@ def _rate_option(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
-@command()
+@command(short_help="Send to the list (with no SMTP_HOST: to outbox/); run again to resume.")
 @click.option("--dry-run", is_flag=True, help="Render and count everything; send nothing.")
 @click.option("--limit", type=click.IntRange(min=1), help="Hand over at most N messages in this run.")
 @click.option(

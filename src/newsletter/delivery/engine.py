@@ -120,6 +120,7 @@ class Engine:
         self._summary = summary
         first = self.transport_factory()
         first.open()  # fail fast: TLS and authentication problems stop here, nothing marked
+        summary.started = time.monotonic()  # the sending phase, and its rate, begin here
         self.reporter.start(total, done)
         workers = [threading.Thread(target=self._work, args=(first,), name="send-0", daemon=True)]
         for index in range(1, max(1, self.options.connections)):

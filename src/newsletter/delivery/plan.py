@@ -59,8 +59,13 @@ class Summary:
     bounced: int = 0  # a permanent failure for a dead address in an earlier campaign
     interrupted: bool = False
     fatal: NewsletterError | None = None
-    started: float = field(default_factory=time.monotonic)
-    elapsed: float = 0.0
+    started: float = field(default_factory=time.monotonic)  # the sending phase: first connection ready
+    elapsed: float = 0.0  # ... to the last reply
+
+    @property
+    def rate(self) -> float:
+        """Messages handed over per second of the sending phase: the one rate every report shows."""
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
     def problems(self) -> int:

@@ -19,7 +19,9 @@ def test_help_lists_every_command() -> None:
 
 
 def test_python_dash_m_runs_the_same_cli() -> None:
-    done = subprocess.run([sys.executable, "-m", "newsletter", "--version"], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "newsletter", "--version"], capture_output=True, text=True, check=True, timeout=60
+    )
     assert "version" in done.stdout
 
 
@@ -200,7 +202,7 @@ def test_help_does_not_load_the_rendering_stack() -> None:
     """`newsletter --help` answers fast because Jinja, premailer and lxml load on first use."""
     heavy = "{'premailer', 'jinja2', 'lxml', 'email_validator'}"
     code = f"import sys, newsletter.cli; print(sorted({heavy} & set(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == "[]"
 
 

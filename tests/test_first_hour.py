@@ -10,8 +10,10 @@ from __future__ import annotations
 import email
 import os
 import re
+import selectors
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from email import policy
@@ -303,3 +305,44 @@ def test_help_says_each_command_in_a_whole_sentence() -> None:
     assert "..." not in commands
     for name in ("check", "init", "preview", "send", "status", "unsubscribe", "unsubscribe-server"):
         assert re.search(rf"^  {re.escape(name)}\s+\S", commands, re.M), name
+
+
+# -- 7. a preview server in the background stops when asked ----------------------------
+
+
+def _first_line(process: subprocess.Popen[str], seconds: float) -> str:
+    """The process's first line of output, or "" after `seconds`: never a wait without end."""
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout=seconds):
+            return ""
+    return process.stdout.readline()
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to a job started with `&`
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_background_preview_server_stops_on_sigint_and_sigterm(campaign: Path, sig: signal.Signals) -> None:
+    command = [str(BIN / "newsletter"), "--campaign", str(campaign), "preview", "--serve", "--port", "0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=_ignore_sigint
+    ) as process:
+        try:
+            first = _first_line(process, 60)
+            assert "http://127.0.0.1:" in first, first
+            process.send_signal(sig)
+            output, _ = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate(timeout=15)
+            pytest.fail(f"the server did not stop on {sig.name}:\n{output}")
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=15)
+    assert process.returncode == 0, output
+    assert "Stopped." in output and "Traceback" not in output

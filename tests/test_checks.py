@@ -11,7 +11,7 @@ from newsletter.checks.message import GMAIL_CLIP_BYTES, Finding, check_campaign,
 from tests.conftest import invoke, write_env
 
 UNSUBSCRIBE = {
-    "NEWSLETTER_UNSUBSCRIBE_URL": "https://example.org/unsubscribe?email={email}&token={token}",
+    "NEWSLETTER_UNSUBSCRIBE_URL": "https://example.org/unsubscribe?address={email}&token={token}",
     "NEWSLETTER_SECRET": "a-long-random-secret-for-tests",
 }
 

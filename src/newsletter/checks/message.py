@@ -307,7 +307,7 @@ def unsubscribe_signing(sample: Sample) -> Iterator[Finding]:
             "warning",
             "unsubscribe-anonymous",
             "NEWSLETTER_UNSUBSCRIBE_URL has no {email}: a one-click request could not say who "
-            "unsubscribes; use e.g. https://example.org/unsubscribe?email={email}&token={token}",
+            "unsubscribes; use e.g. https://example.org/unsubscribe?address={email}&token={token}",
         )
     elif url and not links.signed:
         yield Finding(
@@ -329,6 +329,14 @@ def unsubscribe_signing(sample: Sample) -> Iterator[Finding]:
             "unsubscribe-mailto-only",
             "only a mailto: unsubscribe: Gmail and Yahoo expect bulk senders to offer one-click "
             "https unsubscribe too (NEWSLETTER_UNSUBSCRIBE_URL)",
+        )
+    if url and re.search(r"[?&]email=\{email\}", url, re.I):
+        yield Finding(
+            "info",
+            "unsubscribe-email-param",
+            "NEWSLETTER_UNSUBSCRIBE_URL puts the address after 'email=': spam filters score links "
+            "that carry the recipient's address that way (SpamAssassin's GB_CUSTOM_HTM_URI, a "
+            "phishing pattern); name the parameter otherwise, e.g. ?address={email}&token={token}",
         )
 
 

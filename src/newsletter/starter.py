@@ -59,8 +59,11 @@ def init_campaign(folder: Path) -> list[Path]:
 def _write_gitignore(path: Path) -> bool:
     """Write the campaign's `.gitignore`, or add the lines an existing one lacks; False if it had them all.
 
-    An existing file (the folder is already a repository) is extended, never replaced.
+    An existing file (the folder is already a repository) is extended, never replaced;
+    a link is left alone rather than written through.
     """
+    if path.is_symlink():
+        return False
     existing = path.read_text(encoding="utf-8") if path.is_file() else None
     present = {line.strip().lstrip("/") for line in (existing or "").splitlines()}
     missing = [name for name in IGNORED if name not in present and name.rstrip("/") not in present]

@@ -65,6 +65,7 @@ class Recorder:
         self.behaviour = Behaviour()
         self.lock = threading.Lock()
         self.connections = 0
+        self.rcpt_commands = 0
         self.logins: list[tuple[str, str]] = []
         self._per_connection: dict[int, int] = {}
 
@@ -100,6 +101,7 @@ class Recorder:
         if stall:
             await asyncio.sleep(stall)
         with self.lock:
+            self.rcpt_commands += 1
             queue = self.behaviour.replies.get(address)
             reply = queue.pop(0) if queue else None
         if reply is not None and not reply.startswith("250"):

@@ -45,10 +45,29 @@ def test_this_machine_really_uses_a_child_process() -> None:
     import os
     import sys
 
-    assert can_fork() == (sys.platform == "linux" and (os.cpu_count() or 1) > 1)
+    alone = len(os.listdir("/proc/self/task")) == 1 if sys.platform == "linux" else True
+    assert can_fork() == (sys.platform == "linux" and (os.cpu_count() or 1) > 1 and alone)
     with BuildPool(lambda r: os.getpid()) as pool:
         pids = {pid for _, pid in pool.map([object()] * 40)}  # type: ignore[list-item]
     assert (os.getpid() not in pids) == can_fork()
+
+
+def test_no_fork_while_another_thread_runs() -> None:
+    """A child forked beside a running thread inherits the locks it held: build in-process instead."""
+    import os
+    import threading
+
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert not can_fork()
+        with BuildPool(lambda r: os.getpid(), processes=2) as pool:
+            pids = {pid for _, pid in pool.map([object()] * 40)}  # type: ignore[list-item]
+    finally:
+        release.set()
+        other.join()
+    assert pids == {os.getpid()}
 
 
 def test_children_render_at_a_lower_priority_and_end_with_the_pool() -> None:

@@ -50,6 +50,22 @@ def test_outbox_gets_one_multipart_message_per_unique_valid_recipient(
         assert message["To"].addresses[0].addr_spec.lower() + ".eml" == path.name.lower()
 
 
+def test_unusual_addresses_get_outbox_files_of_their_own(campaign: Path) -> None:
+    """`a#b@`, `a&b@` and `a_b@` once shared one file name: two of three messages were lost."""
+    addresses = ["a#b@example.org", "a&b@example.org", "a_b@example.org", "a%23b@example.org", "иван@пример.рф"]
+    rows = "".join(f"{a},Reader,\n" for a in addresses)
+    (campaign / "recipients.csv").write_text("email,name,organization\n" + rows, encoding="utf-8")
+    result = invoke("--campaign", str(campaign), "send")
+    assert result.exit_code == 0, result.output
+    files = sorted((campaign / "outbox").glob("*.eml"))
+    assert len(files) == len(addresses)
+    delivered = {
+        email.message_from_bytes(path.read_bytes(), policy=policy.default)["To"].addresses[0].addr_spec
+        for path in files
+    }
+    assert len(delivered) == len(addresses)
+
+
 def test_duplicates_are_sent_once_and_reported(campaign: Path) -> None:
     (campaign / "recipients.csv").write_text(
         "Email,Name,Organization\nann@example.org,Ann,\nbob@example.org,Bob,\nANN@example.org,Ann again,\n",

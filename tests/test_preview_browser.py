@@ -6,13 +6,17 @@ tests are the only proof that the page works.
 
 from __future__ import annotations
 
+import http.server
 import os
 import struct
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, FrameLocator, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from newsletter import project as api
 from newsletter.inputs.folder import CampaignFolder
@@ -265,3 +269,94 @@ def test_screenshot_for_the_readme(browser: Browser, campaign: Path, tmp_path: P
     if not SCREENSHOT.exists() or os.environ.get("NEWSLETTER_SCREENSHOT") == "1":
         SCREENSHOT.parent.mkdir(exist_ok=True)
         SCREENSHOT.write_bytes(data)
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A web server on 127.0.0.1 standing in for the sender's image host: it notes every request."""
+
+    seen: list[str]
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        body = {"/font.woff2": b"wOF2", "/clip.mp4": b""}.get(self.path, _PIXEL)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+_PIXEL = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+
+
+@pytest.fixture
+def image_host() -> Iterator[tuple[str, list[str]]]:
+    seen: list[str] = []
+    handler = type("Recorder", (_Recorder,), {"seen": seen})
+    host = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=host.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{host.server_address[1]}", seen
+    finally:
+        host.shutdown()
+        host.server_close()
+        thread.join(timeout=5)
+
+
+def test_remote_content_is_loaded_only_after_the_toggle(
+    page: Page, campaign: Path, image_host: tuple[str, list[str]]
+) -> None:
+    base, seen = image_host
+    remote = (
+        f'<img class="remote" src="{base}/pixel.png" alt="" width="1" height="1">'
+        f'<div style="background-image:url({base}/background.png);width:10px;height:10px"></div>'
+        f'<link rel="prefetch" href="{base}/prefetch.png">'
+        f'<video src="{base}/clip.mp4" autoplay muted></video>'
+        f"<style>@font-face {{ font-family: Remote; src: url({base}/font.woff2); }}"
+        " .remote-font { font-family: Remote; }</style>"
+        '<p class="remote-font">text in a remote font</p>'
+    )
+    edit(campaign / "templates" / "announcement.html", "{% block content %}", "{% block content %}" + remote)
+    expect(frame(page).locator("img.remote")).to_be_attached()
+    page.wait_for_timeout(1500)
+    assert seen == []  # by default nothing at all reaches the image host
+    expect(page.locator("#remote")).to_have_attribute("aria-pressed", "false")
+    page.locator("#remote").click()
+    expect(page.locator("#remote")).to_have_attribute("aria-pressed", "true")
+    deadline = time.monotonic() + 10
+    while not {"/pixel.png", "/background.png"} <= set(seen) and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert {"/pixel.png", "/background.png"} <= set(seen), seen
+    assert "remote=1" in (page.locator("#frame").get_attribute("src") or "")
+
+
+def test_a_campaign_that_cannot_load_says_so_everywhere(page: Page, campaign: Path) -> None:
+    csv_file = campaign / "recipients.csv"
+    rows = csv_file.read_text(encoding="utf-8")
+    csv_file.unlink()
+    expect(page.locator("#error")).to_be_visible()
+    expect(page.locator("#error-where")).to_have_text("recipients.csv")
+    expect(page.locator("#error-note")).to_contain_text("recipients.example.csv")
+    expect(page.locator("#check-counts")).to_have_text("Not checked")  # never "All clear" beside an error
+    expect(page.locator("#check-counts")).not_to_contain_text("All clear")
+    expect(page.locator("#recipients-note")).to_have_text(
+        "The recipient list could not be read: see the error on the right."
+    )
+    download = page.locator("#download")
+    expect(download).to_have_attribute("aria-disabled", "true")
+    assert download.get_attribute("href") is None and download.get_attribute("download") is None
+    with pytest.raises(PlaywrightTimeoutError), page.expect_download(timeout=1500):
+        download.click()
+    csv_file.write_text(rows, encoding="utf-8")
+    expect(page.locator("#error")).to_be_hidden()
+    expect(download).not_to_have_attribute("aria-disabled", "true")
+    with page.expect_download() as download_info:
+        download.click()
+    assert download_info.value.suggested_filename == "anna.petrova@academy.example.org.eml"

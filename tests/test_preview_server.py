@@ -392,3 +392,20 @@ def test_server_keeps_answering_while_files_change(campaign: Path, server: Previ
         assert request(server, "/api/message").status == 200
     template.write_text(good, encoding="utf-8")
     assert message(server)["error"] is None
+
+
+def test_a_long_cyrillic_name_is_shown_as_written(campaign: Path, server: PreviewServer) -> None:
+    name = "Наталья Александровна Кузнецова"
+    (campaign / "recipients.csv").write_text(f"email,name,organization\nn.k@example.org,{name},Org\n", encoding="utf-8")
+    shown = message(server)["message"]
+    assert "=?utf-8?b?" in shown["source"]
+    assert shown["to"] == [{"name": name, "address": "n.k@example.org"}]
+    assert shown["headers"]["To"] == f"{name} <n.k@example.org>"
+
+
+def test_missing_csv_is_no_empty_list(campaign: Path, server: PreviewServer) -> None:
+    (campaign / "recipients.csv").unlink()
+    recipients = request(server, "/api/recipients").json()
+    assert recipients["unavailable"] is True and recipients["count"] == 0
+    assert message(server)["error"]["reason"] == "file not found"
+    assert request(server, "/message.eml").status == 404

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import html
 import threading
 import urllib.error
 import urllib.request
@@ -52,6 +56,14 @@ def test_a_token_verifies_for_its_address_and_list_only() -> None:
     assert not verify_token(secret, LIST_ID, ANNA, "é" * 24)  # non-ASCII input is refused, not an error
 
 
+@pytest.mark.parametrize("email", [ANNA, "Anna.Petrova@Academy.example.org", "o'brien+x@example.org", "Анна@пример.рф"])
+def test_links_sent_by_earlier_versions_still_verify(email: str) -> None:
+    # Earlier versions signed the case-folded address; for these addresses that is the same text.
+    digest = hmac.new(SECRET.encode(), f"{LIST_ID}\n{email.casefold()}".encode(), hashlib.sha256).digest()
+    earlier = base64.urlsafe_b64encode(digest[:18]).decode()
+    assert verify_token(Secret(SECRET), LIST_ID, email, earlier)
+
+
 @pytest.mark.parametrize(
     "url",
     [URL, "https://news.example.org/u/{email}/{token}", "https://x.example/p?list=a&t={token}&e={email}"],
@@ -62,7 +74,19 @@ def test_a_link_parses_back_to_its_address_and_token(url: str, email: str) -> No
     assert made is not None
     parts = urlsplit(made)
     token = make_token(Secret(SECRET), LIST_ID, email)
-    assert links(url).parse(unquote(parts.path), parts.query) == (email, token)
+    assert links(url).parse(parts.path, parts.query) == (email, token)  # both as the request line has them
+
+
+@pytest.mark.parametrize("email", [ANNA, "ユーザー@例え.jp", "a+b%c@example.org", "#x?y&z=1@example.org"])
+def test_under_a_wsgi_server_that_passes_only_the_decoded_path_links_still_work(tmp_path: Path, email: str) -> None:
+    app = UnsubscribeApp(links("https://x.example/u/{email}/{token}"), tmp_path / UNSUBSCRIBED)
+    made = app.links.url_for(email)
+    assert made is not None
+    # PEP 3333: PATH_INFO is the decoded path, as latin-1 text of its bytes; no REQUEST_URI or RAW_URI.
+    path_info = unquote(urlsplit(made).path).encode("utf-8").decode("latin-1")
+    status, page = app.respond({"REQUEST_METHOD": "GET", "PATH_INFO": path_info, "QUERY_STRING": ""})
+    assert status == "200 OK"
+    assert f"<strong>{html.escape(email)}</strong>" in page.decode()
 
 
 def test_requests_that_are_not_our_links_parse_to_nothing() -> None:
@@ -116,7 +140,7 @@ def test_the_cli_adds_addresses_once_from_arguments_and_from_a_file(campaign: Pa
     assert read_unsubscribed(campaign / UNSUBSCRIBED) == {ANNA, "bob@example.org", "carol@example.org"}
     lines = (campaign / UNSUBSCRIBED).read_text().splitlines()
     assert lines[0] == "email,added,source"
-    assert lines[1].startswith(f"{ANNA},20") and lines[1].endswith(",cli")
+    assert lines[1].startswith(f'"{ANNA}","20') and lines[1].endswith(',"cli"')  # rows are quoted
 
 
 def test_a_bad_address_in_a_file_names_its_line_and_adds_nothing(campaign: Path, tmp_path: Path) -> None:
@@ -270,7 +294,7 @@ def test_one_click_from_a_received_message_unsubscribes_and_the_next_campaign_sk
     assert "You are unsubscribed" in page
     assert recorded == [ANNA]
     assert read_unsubscribed(campaign / UNSUBSCRIBED) == {ANNA}
-    assert (campaign / UNSUBSCRIBED).read_text().splitlines()[1].endswith(",one-click")
+    assert (campaign / UNSUBSCRIBED).read_text().splitlines()[1].endswith(',"one-click"')
     _new_campaign_id(campaign, "second-announcement")
     smtp.recorder.messages.clear()
     result = invoke("--campaign", str(campaign), "send", "--yes")

@@ -130,8 +130,28 @@ class SetupError(DeliveryError):
     exit_code: ClassVar[int] = EXIT_INPUT
 
 
+class RelayUnreachable(SetupError):
+    """The first connection of a run could not be made: nothing was sent."""
+
+    @classmethod
+    def from_lost(cls, lost: ConnectionLost) -> RelayUnreachable:
+        reason = f"{lost.reason}; nothing was sent. Check SMTP_HOST and SMTP_PORT, and that the relay runs"
+        return cls(reason, host=lost.host, port=lost.port, code=lost.code)
+
+
+class RelayRefusing(NewsletterError):
+    """The relay refuses every message alike (a login or relay-permission problem): the run
+    stopped, and the recipients it refused are left to send again."""
+
+    exit_code: ClassVar[int] = EXIT_INPUT
+
+
 class Cancelled(InputError):
     """The confirmation was refused (or could not be asked); nothing was sent."""
+
+
+class Interrupted(Cancelled):
+    """A stop request (Ctrl-C, SIGTERM) came during the check, before any message; nothing was sent."""
 
 
 class CheckFailed(InputError):

@@ -18,6 +18,7 @@ from newsletter.delivery.transports import Transport
 from newsletter.delivery.transports.outbox import OutboxTransport
 from newsletter.delivery.transports.smtp import SMTPTransport
 from newsletter.errors import CampaignError, ConfigError, InputError
+from newsletter.inputs.addresses import address_key
 from newsletter.inputs.campaign import Campaign, load_campaign
 from newsletter.inputs.folder import CampaignFolder
 from newsletter.inputs.recipients import Recipient, RecipientList
@@ -54,8 +55,9 @@ class Project:
     def outbox(self) -> Path:
         return self.source.outbox
 
-    def journal(self) -> Journal:
-        return Journal(self.source.journal, self.campaign.id, self.channel)
+    def journal(self, *, create: bool = True) -> Journal:
+        """The campaign's journal; without `create`, JournalMissing when no send has made one."""
+        return Journal(self.source.journal, self.campaign.id, self.channel, create=create)
 
     def transport_factory(self, *, smtputf8_needed: Sequence[str] = ()) -> Callable[[], Transport]:
         """`smtputf8_needed`: planned addresses that need SMTPUTF8 (a relay without it is refused)."""
@@ -78,7 +80,7 @@ class Project:
 
     def find_recipient(self, email: str | None) -> Recipient:
         """The recipient with this address, or the first valid one."""
-        wanted = email.casefold() if email else None
+        wanted = address_key(email.strip()) if email else None
         for recipient in self.recipients.recipients():
             if wanted is None or recipient.key == wanted:
                 return recipient
@@ -116,7 +118,13 @@ def load_project(
     folder = source.root
     if not folder.is_dir():
         raise ConfigError(f"campaign folder not found: {folder}")
-    settings = load_settings(environ=environ, env_file=source.settings_file, overrides=overrides)
+    settings = load_settings(
+        environ=environ,
+        env_file=source.settings_file,
+        overrides=overrides,
+        # The folder's own .env may have come with the folder: it may not lower security.
+        found_in=folder if source.env_file is None else None,
+    )
     campaign = load_campaign(folder)
     from_text = settings.sender or campaign.sender
     if not from_text:
@@ -132,6 +140,7 @@ def load_project(
         secret=settings.secret,
         list_id=list_id,
     )
+    private = source.private()  # never a template, an attachment or an image
     list_name = campaign.fields.get("list_name")
     list_header = list_id_header(list_id, list_name if isinstance(list_name, str) else None)
     builder = MessageBuilder(
@@ -139,14 +148,14 @@ def load_project(
         reply_to=reply_to,
         links=links,
         list_id=list_header,
-        attachments=load_attachments(campaign),
-        images=InlineImages(folder, domain=ascii_domain(sender.domain)),
+        attachments=load_attachments(campaign, private=private),
+        images=InlineImages(folder, domain=ascii_domain(sender.domain), private=private),
     )
     return Project(
         source=source,
         settings=settings,
         campaign=campaign,
         recipients=source.rows(),
-        renderer=Renderer(campaign, links=links, list_name=source.recipients_path.name),
+        renderer=Renderer(campaign, links=links, private=private, list_name=source.recipients_path.name),
         builder=builder,
     )

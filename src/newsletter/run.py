@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from newsletter.checks.delivery import delivery_findings
@@ -25,16 +25,17 @@ from newsletter.checks.findings import Finding
 from newsletter.checks.message import check_campaign
 from newsletter.checks.preflight import Preflight, preflight
 from newsletter.delivery.engine import Engine, Reporter
-from newsletter.delivery.journal import Entry, Journal
+from newsletter.delivery.journal import Entry, Journal, JournalError, JournalMissing
 from newsletter.delivery.plan import Plan, SendOptions, Summary
 from newsletter.delivery.spool import Spool
-from newsletter.delivery.states import PROBLEMS, SENDING, SENT
+from newsletter.delivery.states import DEFERRED, FAILED, PROBLEMS, SENDING, SENT, UNKNOWN
 from newsletter.delivery.suppression import read_unsubscribed
 from newsletter.delivery.transports.smtp import SMTPTransport
-from newsletter.errors import Cancelled, CheckFailed, DeliveryError, InputError
+from newsletter.errors import Cancelled, CheckFailed, ConnectionLost, DeliveryError, InputError, RelayUnreachable
 from newsletter.inputs.addresses import check_address
 from newsletter.inputs.folder import DEFAULT_ENCODING, CampaignFolder, address_stem
 from newsletter.inputs.recipients import Recipient
+from newsletter.inputs.safefiles import OutputDir, in_campaign
 from newsletter.message.builder import Outgoing
 from newsletter.project import Project, load_project
 from newsletter.render import webversion
@@ -144,17 +145,22 @@ def preview(
     out = out or project.source.preview
     recipient = project.find_recipient(email)
     rendered, outgoing = project.message(recipient)
-    out.mkdir(parents=True, exist_ok=True)
     stem = address_stem(recipient.email)
-    html, text, eml = out / f"{stem}.html", out / f"{stem}.txt", out / f"{stem}.eml"
-    html.write_text(rendered.html, encoding="utf-8")
-    text.write_text(rendered.text, encoding="utf-8")
-    eml.write_bytes(outgoing.data)
-    if project.builder.images is not None:  # the HTML keeps relative <img src> paths
-        project.builder.images.copy_beside(rendered.html, out)
-    index = (
-        webversion.write_web_version(project.campaign, out, images=project.builder.images) if web_version else None
-    )
+    # Inside the campaign folder a planted link is refused; a folder of the user's own
+    # elsewhere may hold links. Either way no file is written through one.
+    with OutputDir(out, strict=in_campaign(out, project.folder)) as folder:
+        html = folder.write(f"{stem}.html", rendered.html.encode("utf-8"))
+        text = folder.write(f"{stem}.txt", rendered.text.encode("utf-8"))
+        eml = folder.write(f"{stem}.eml", outgoing.data)
+        if project.builder.images is not None:  # the HTML keeps relative <img src> paths
+            project.builder.images.copy_beside(rendered.html, folder)
+        index = (
+            webversion.write_web_version(
+                project.campaign, folder, images=project.builder.images, private=project.source.private()
+            )
+            if web_version
+            else None
+        )
     return PreviewFiles(html, text, eml, recipient, index)
 
 
@@ -188,10 +194,16 @@ class SendResult:
     recovered: int
     dry_run: bool
     problems: list[Entry] = field(default_factory=list)  # failed, deferred, unknown: the journal's rows
+    counts: dict[str, int] = field(default_factory=dict)  # the whole campaign's, per state, after the run
 
     @property
     def nothing_to_send(self) -> bool:
         return self.summary.planned == 0
+
+    @property
+    def outstanding(self) -> dict[str, int]:
+        """The campaign's recipients whose fate is not `sent`: unknown, failed, deferred."""
+        return {state: n for state in (UNKNOWN, FAILED, DEFERRED) if (n := self.counts.get(state, 0))}
 
 
 def send(
@@ -218,13 +230,16 @@ def send(
             # The lock comes first: the check's single pass over the list also decides whom
             # this run sends to, and that needs the journal as this run will see it.
             journal.acquire()
-            recovered = journal.recover()
-            if project.channel == "outbox" and not any(project.outbox.glob("*.eml")):
-                journal.forget()  # the outbox was emptied on purpose: write it again
+            try:
+                recovered = journal.recover()
+                if project.channel == "outbox" and not any(project.outbox.glob("*.eml")):
+                    journal.forget()  # the outbox was emptied on purpose: write it again
+            except JournalError as exc:  # nothing sent yet: a setup problem
+                raise exc.at_start() from None
         plan = Plan(journal, options, unsubscribed=read_unsubscribed(project.source.unsubscribed))
         with contextlib.ExitStack() as stack:
             spool = None if dry_run else stack.enter_context(Spool())
-            report = preflight(project, plan=plan, spool=spool)
+            report = preflight(project, plan=plan, spool=spool, stop=stop)
             name = project.recipients.path.name
             refusal = report.refusal(name, skip_invalid=skip_invalid)
             if refusal is not None:
@@ -244,10 +259,14 @@ def send(
             if confirm is not None and not confirm(asked):
                 raise Cancelled("cancelled; nothing was sent")
             if spool is None or plan.summary.planned == 0:
-                return SendResult(plan.summary, report, recovered, dry_run)
-            summary = _deliver(project, journal, options, plan, spool, progress, stop)
-        problems = journal.entries(PROBLEMS) if summary.problems else []
-    return SendResult(summary, report, recovered, dry_run, problems)
+                summary = plan.summary
+            else:
+                summary = _deliver(project, journal, options, plan, spool, progress, stop)
+        if isinstance(summary.fatal, JournalError):  # it cannot be read either: report what we know
+            return SendResult(summary, report, recovered, dry_run)
+        counts = journal.counts()
+        problems = journal.entries(PROBLEMS) if any(counts.get(state) for state in PROBLEMS) else []
+    return SendResult(summary, report, recovered, dry_run, problems, counts)
 
 
 def _deliver(
@@ -286,7 +305,10 @@ def send_test(project: Project, to: str, *, email: str | None = None) -> Outgoin
     recipient = project.find_recipient(email)
     _, outgoing = project.message(recipient, deliver_to=address, subject_prefix="[TEST] ")
     transport = project.transport_factory()()
-    transport.open()
+    try:
+        transport.open()
+    except ConnectionLost as exc:
+        raise RelayUnreachable.from_lost(exc) from None
     try:
         transport.send(outgoing)
     finally:
@@ -317,13 +339,30 @@ class Status:
 
 
 def status(project: Project) -> Status:
-    """The journal's counts and problem recipients, and what a send would skip now."""
+    """The journal's counts and problem recipients, and what a send would skip now.
+
+    Never creates a journal: a folder without one has sent nothing. Rows still
+    `sending` whose sender is gone are reported `unknown`, which is what the next
+    send will call them.
+    """
     listed: int | None = None
-    with project.journal() as journal:
-        counts = journal.counts()
-        problems = journal.entries((*PROBLEMS, SENDING))
-        span = journal.span() if counts.get(SENT) else None
-        last_run = journal.last_run()
+    counts: dict[str, int] = {}
+    problems: list[Entry] = []
+    span: tuple[float, float] | None = None
+    last_run: tuple[float, float, int] | None = None
+    with contextlib.ExitStack() as stack:
+        try:
+            journal: Journal | None = stack.enter_context(project.journal(create=False))
+        except JournalMissing:
+            journal = None
+        if journal is not None:
+            counts = journal.counts()
+            problems = journal.entries((*PROBLEMS, SENDING))
+            span = journal.span() if counts.get(SENT) else None
+            last_run = journal.last_run()
+            if counts.get(SENDING) and not journal.sender_alive():
+                counts[UNKNOWN] = counts.get(UNKNOWN, 0) + counts.pop(SENDING)
+                problems = [replace(e, state=UNKNOWN) if e.state == SENDING else e for e in problems]
         plan: Plan | None = None
         if project.recipients.path.is_file():
             plan = Plan(journal, SendOptions(), unsubscribed=read_unsubscribed(project.source.unsubscribed))

@@ -149,9 +149,10 @@ def test_plain_connection_refuses_to_send_the_password_by_default(folder: Path) 
 
 def test_plaintext_auth_to_loopback_needs_the_flag(folder: Path) -> None:
     with serve(auth={USER: PASSWORD}) as server:
-        write_env(folder, _env(server.port, "none", SMTP_ALLOW_PLAINTEXT_AUTH="1"))
+        # Named on purpose: from the folder's own .env this flag is refused (test_env_security.py).
+        env = write_env(folder, _env(server.port, "none", SMTP_ALLOW_PLAINTEXT_AUTH="1"))
 
-        result = cli(folder, "send", "--yes")
+        result = cli(folder, "--env-file", str(env), "send", "--yes")
 
         assert result.exit_code == 0, result.output
         assert server.recorder.logins[0] == (USER, PASSWORD)

@@ -20,6 +20,7 @@ from newsletter.checks.findings import Finding, Level, relative
 from newsletter.checks.rows import SCAN_FAILURES, SCAN_ROWS, scan_recipients
 from newsletter.errors import InputError
 from newsletter.inputs.campaign import unused_fields
+from newsletter.inputs.folder import files_under
 from newsletter.inputs.recipients import Recipient
 from newsletter.message.builder import Outgoing
 from newsletter.project import Project
@@ -42,10 +43,7 @@ class Sources:
 
     def __init__(self, project: Project) -> None:
         self.folder = project.folder
-        files = [project.campaign.path]
-        templates = project.campaign.templates_dir
-        if templates.is_dir():
-            files += sorted(p for p in templates.rglob("*") if p.is_file())
+        files = [project.campaign.path, *files_under(project.campaign.templates_dir)]
         self._lines: list[tuple[str, list[str]]] = []
         for path in files:
             try:

@@ -11,6 +11,7 @@ each recipient is rendered once per run.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -19,7 +20,7 @@ from newsletter.defaults import MAX_TEMPLATE_ERRORS
 from newsletter.delivery.buildpool import BuildPool
 from newsletter.delivery.plan import Plan
 from newsletter.delivery.spool import Location, Spool
-from newsletter.errors import TemplateError
+from newsletter.errors import Interrupted, TemplateError
 from newsletter.inputs.recipients import Recipient, RowProblems
 from newsletter.message.builder import Outgoing
 from newsletter.project import Project
@@ -67,11 +68,14 @@ def preflight(
     plan: Plan | None = None,
     spool: Spool | None = None,
     max_template_errors: int = MAX_TEMPLATE_ERRORS,
+    stop: threading.Event | None = None,
 ) -> Preflight:
     """Read every row and render every valid recipient; collect the problems instead of stopping.
 
     A `plan` counts, in the same pass, whom a send would select; with a `spool`, the
-    messages of those selected are built and kept there, in list order.
+    messages of those selected are built and kept there, in list order. `stop` set
+    (Ctrl-C) ends the check at once with Interrupted: a long list must not make the
+    user wait for a check whose send they no longer want.
     """
     report = Preflight()
     largest: Recipient | None = None
@@ -86,6 +90,8 @@ def preflight(
 
     def to_render(items: Iterable[tuple[Recipient, bool]]) -> Iterator[tuple[Recipient, bool]]:
         for item in items:
+            if stop is not None and stop.is_set():
+                raise Interrupted("stopped during the check; nothing was sent")
             if len(report.template_errors) < max_template_errors:
                 yield item
 

@@ -10,8 +10,9 @@ import click
 from newsletter.cli.base import EXIT_SIGNAL, command, example_note, load, reported, run, with_example_list
 from newsletter.cli.output import destination, err, fail, out, print_preflight, print_summary
 from newsletter.cli.progress import ProgressReporter, Signals, new_progress
-from newsletter.defaults import DEFAULT_CONNECTIONS, MAX_ATTEMPTS, MAX_CONNECTIONS, RETRY_DELAY
-from newsletter.errors import EXIT_FAILED, Cancelled, ConfigError, SetupError
+from newsletter.defaults import DEFAULT_CONNECTIONS, MAX_ATTEMPTS, MAX_CONNECTIONS, RECONNECT_FOR, RETRY_DELAY
+from newsletter.delivery.transports.redact import printable
+from newsletter.errors import EXIT_FAILED, EXIT_INPUT, Cancelled, ConfigError, Interrupted
 from newsletter.inputs.folder import EXAMPLE_RECIPIENTS, RECIPIENTS, CampaignFolder
 from newsletter.inputs.settings import parse_rate
 
@@ -50,6 +51,11 @@ def _rate_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option(
     "--resend-unknown", is_flag=True, help="Also send to recipients whose earlier delivery outcome is unknown."
 )
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Send again to this campaign's recipients recorded `failed` (after a relay problem was fixed).",
+)
 @click.option("--ignore-suppression", is_flag=True, help="Also send to unsubscribed and permanently failed addresses.")
 @click.option(
     "--max-attempts",
@@ -65,6 +71,13 @@ def _rate_option(ctx: click.Context, param: click.Parameter, value: str | None) 
     show_default=True,
     help="Seconds before the first retry; doubles each time.",
 )
+@click.option(
+    "--reconnect-for",
+    type=click.FloatRange(0),
+    default=RECONNECT_FOR,
+    show_default=True,
+    help="Seconds to keep reconnecting to a relay that went away before the run stops.",
+)
 def send(
     source: CampaignFolder,
     dry_run: bool,
@@ -75,9 +88,11 @@ def send(
     yes: bool,
     skip_invalid: bool,
     resend_unknown: bool,
+    retry_failed: bool,
     ignore_suppression: bool,
     max_attempts: int,
     retry_delay: float,
+    reconnect_for: float,
 ) -> None:
     """Send the announcement to the list (or to the outbox folder when no SMTP_HOST is set).
 
@@ -112,9 +127,11 @@ def send(
         rate=project.settings.rate,
         limit=limit,
         resend_unknown=resend_unknown,
+        retry_failed=retry_failed,
         ignore_suppression=ignore_suppression,
         max_attempts=max_attempts,
         retry_delay=retry_delay,
+        reconnect_for=reconnect_for,
     )
     progress = new_progress()
     reporter = ProgressReporter(progress)
@@ -129,6 +146,9 @@ def send(
                 dry_run=dry_run,
                 skip_invalid=skip_invalid,
             )
+        except Interrupted as exc:
+            err.print(f"Interrupted: {exc}.")
+            sys.exit(EXIT_SIGNAL.get(signals.received, 130) if signals.received else 130)
         finally:
             reporter.flush()
             progress.stop()
@@ -140,7 +160,10 @@ def send(
             f"{summary.suppressed} suppressed."
         )
         return
-    if result.nothing_to_send:
+    if result.nothing_to_send and summary.fatal is None:
+        if result.outstanding:
+            out.print(f"Nothing new to send; {_outstanding(result)}: see `newsletter status`.")
+            sys.exit(EXIT_FAILED)
         hint = " (delete the outbox folder to write it again)" if project.channel == "outbox" else ""
         out.print(f"Nothing to send: every recipient is done{hint}. `newsletter status` shows the details.")
         return
@@ -164,6 +187,8 @@ def _confirm(asked: run.Confirmation, *, yes: bool) -> bool:
     print_preflight(asked.check, asked.list_name)
     if asked.ignore_suppression and not yes:
         _ask("--ignore-suppression sends to addresses that unsubscribed or failed permanently. Continue?")
+    if asked.summary.retrying_failed and not yes and not asked.dry_run:
+        _ask(f"--retry-failed sends again to {asked.summary.retrying_failed} recipient(s) recorded failed. Continue?")
     if asked.dry_run:
         return True
     if asked.recovered:
@@ -177,17 +202,29 @@ def _confirm(asked: run.Confirmation, *, yes: bool) -> bool:
     return True
 
 
+def _outstanding(result: run.SendResult) -> str:
+    """`4 unknown, 2 failed`: the campaign's recipients whose fate is not `sent`."""
+    return ", ".join(f"{count} {state}" for state, count in result.outstanding.items())
+
+
+SHOWN_PROBLEMS = 20
+
+
 def _finish(project: Project, result: run.SendResult) -> None:
+    """The run's summary, then the campaign's: exit 1 while anyone's fate is not `sent`."""
     summary = result.summary
     print_summary(summary)
     if project.settings.smtp is None:
         out.print(f"Delivered to the outbox folder {project.outbox} (no SMTP_HOST set).")
-    if isinstance(summary.fatal, SetupError):  # TLS, auth, a message over SIZE: fix, then run again
+    if summary.fatal is not None and summary.fatal.exit_code == EXIT_INPUT:  # TLS, login, SIZE: fix, run again
         fail(str(summary.fatal), summary.fatal.exit_code)
     if summary.fatal is not None:
         fail(f"{summary.fatal}; run the same command again to continue", EXIT_FAILED)
-    if result.problems:
-        for entry in result.problems:
+    if result.outstanding:
+        for entry in result.problems[:SHOWN_PROBLEMS]:
             code = f"{entry.code} " if entry.code else ""
-            err.print(f"  {entry.email} (line {entry.line}): {entry.state}: {code}{entry.reply or ''}")
+            err.print(printable(f"  {entry.email} (line {entry.line}): {entry.state}: {code}{entry.reply or ''}"))
+        if len(result.problems) > SHOWN_PROBLEMS:
+            err.print(f"  ... and {len(result.problems) - SHOWN_PROBLEMS} more")
+        err.print(f"The campaign has {_outstanding(result)}: see `newsletter status`.")
         sys.exit(EXIT_FAILED)

@@ -12,6 +12,7 @@ from rich.table import Table
 from newsletter.cli.base import command, load, reported, run
 from newsletter.cli.output import destination, out, per_second, suppressed_detail
 from newsletter.delivery.states import DEFERRED, FAILED, SENDING, SENT, UNKNOWN
+from newsletter.delivery.transports.redact import printable
 from newsletter.inputs.folder import CampaignFolder
 
 
@@ -43,6 +44,8 @@ def status(source: CampaignFolder, csv_path: Path | None) -> None:
         table.add_row("pending", str(report.pending))
         table.add_row("suppressed", str(report.plan.suppressed))
     out.print(table)
+    if not counts:
+        out.print("No send has run from this folder yet (there is no journal).")
     if report.plan is not None and report.plan.suppressed:
         out.print(f"Suppressed, never sent to: {suppressed_detail(report.plan)} (--ignore-suppression overrides).")
     if report.last_run is not None:
@@ -56,7 +59,7 @@ def status(source: CampaignFolder, csv_path: Path | None) -> None:
         for column in ("line", "email", "state", "attempts", "last reply"):
             problems.add_column(column)
         for e in entries:
-            reply = f"{e.code or ''} {e.reply or ''}".strip()
+            reply = printable(f"{e.code or ''} {e.reply or ''}")  # relay text: no escape sequences
             problems.add_row(str(e.line or ""), e.email, e.state, str(e.attempts), reply)
         out.print(problems)
     if csv_path is not None:

@@ -16,7 +16,11 @@ child drains its input pipe, so the parent never blocks writing a batch while th
 child blocks writing a result.
 
 Where `fork` is unavailable (Windows, and macOS's default) or there is one core,
-messages are built in the calling thread, as before.
+messages are built in the calling thread, as before. The same when the process
+already runs other threads (a web app or a test server calling the library): a
+child forked then inherits every lock those threads held at that instant, such as
+the allocator's or logging's, and can deadlock on one (Python 3.12 warns about it).
+The CLI forks before it starts any thread, so it keeps the children.
 """
 
 from __future__ import annotations
@@ -52,7 +56,18 @@ NICENESS = 10
 
 
 def can_fork() -> bool:
-    return sys.platform == "linux" and (os.cpu_count() or 1) > 1
+    """Whether children may be forked now: Linux, more than one core, and this thread alone."""
+    return sys.platform == "linux" and (os.cpu_count() or 1) > 1 and _single_threaded()
+
+
+def _single_threaded() -> bool:
+    """No other thread in the process, Python's or a C library's (the kernel's count)."""
+    if threading.active_count() > 1:
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return True  # no /proc: Python's own count above is all there is
 
 
 def _pipe() -> tuple[Connection, Connection]:

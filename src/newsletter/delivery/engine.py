@@ -4,12 +4,21 @@ One producer (the calling thread) feeds the messages the check built into a
 bounded queue; N worker threads each own one persistent
 connection and hand messages over. Every message is marked `sending` in the
 journal before its data goes out and `sent` only after the relay's 250.
+
+A relay that refuses everything alike (a missing login, no relay permission)
+would otherwise mark the whole list `failed` for good. So refusals are watched
+across all connections: `REFUSAL_STREAK` in a row with the same permanent reply,
+or `POLICY_STREAK` about login, relay access or policy before anything was
+accepted, stop the run and leave those recipients to send again (RelayRefusing).
+A reply that says the mailbox is dead (5.1.x, 5.2.x: `is_dead_address`) is about
+the recipient and breaks the streak, so a list with dead addresses never stops.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import re
 import threading
 import time
 from collections import deque
@@ -17,11 +26,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from newsletter.defaults import POLICY_STREAK, RECONNECT_DELAY_MAX, REFUSAL_STREAK
 from newsletter.delivery.journal import Journal, Outcome
 from newsletter.delivery.plan import SendOptions, Summary
 from newsletter.delivery.states import DEFERRED, FAILED, SENT, UNKNOWN
+from newsletter.delivery.suppression import is_dead_address
 from newsletter.delivery.transports import Transport
-from newsletter.errors import ConnectionLost, DeliveryError, NewsletterError, RecipientRefused
+from newsletter.errors import (
+    ConnectionLost,
+    NewsletterError,
+    RecipientRefused,
+    RelayRefusing,
+    RelayUnreachable,
+)
 from newsletter.inputs.recipients import Recipient
 
 if TYPE_CHECKING:
@@ -70,6 +87,30 @@ class RateLimiter:
         return not stop.wait(delay) if delay > 0 else not stop.is_set()
 
 
+_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+_ADDRESSES = re.compile(r"<[^>]*>|\S+@\S+")
+_POLICY_WORDS = re.compile(
+    r"relay(ing)? (access )?(denied|not permitted|prohibited)|access denied|authenticat|not permitted|"
+    r"sender (address )?rejected|must (be )?log|client host rejected",
+    re.IGNORECASE,
+)
+
+
+def refusal_signature(refused: RecipientRefused) -> str:
+    """What two refusals share when the relay, not the recipient, is the reason: the code,
+    the enhanced code and the words, without the addresses a relay quotes."""
+    words = " ".join(_ADDRESSES.sub("", refused.text).lower().split())
+    return f"{refused.code} {words}"
+
+
+def names_policy(refused: RecipientRefused) -> bool:
+    """A reply about login, relay permission or policy (530, 535, 5.7.x, "relay access denied")."""
+    if refused.code in (530, 535, 538):
+        return True
+    enhanced = _ENHANCED.match(refused.text)
+    return bool(enhanced and enhanced.group(1).startswith("5.7.")) or bool(_POLICY_WORDS.search(refused.text))
+
+
 @dataclass
 class _Job:
     recipient: Recipient
@@ -104,8 +145,11 @@ class Engine:
         self._inflight = 0
         self._producing = True
         self._workers = 0
-        self._broken: DeliveryError | None = None
+        self._broken: NewsletterError | None = None
         self._summary = Summary()
+        self._accepted_any = False  # a 250 in this run: the relay takes mail from us
+        self._streak: list[tuple[Recipient, str]] = []  # permanent refusals since the last 250
+        self._refusing: str | None = None  # the signature that stopped the run
 
     # -- the producer ----------------------------------------------------------
 
@@ -119,7 +163,10 @@ class Engine:
         """
         self._summary = summary
         first = self.transport_factory()
-        first.open()  # fail fast: TLS and authentication problems stop here, nothing marked
+        try:
+            first.open()  # fail fast: TLS and authentication problems stop here, nothing marked
+        except ConnectionLost as exc:  # not even one connection: a setting to check, not a retry
+            raise RelayUnreachable.from_lost(exc) from None
         summary.started = time.monotonic()  # the sending phase, and its rate, begin here
         self.reporter.start(total, done)
         workers = [threading.Thread(target=self._work, args=(first,), name="send-0", daemon=True)]
@@ -242,23 +289,32 @@ class Engine:
             self._cond.notify_all()
 
     def _connect(self, transport: Transport) -> bool:
+        """Reconnect with a doubling back-off for at most `reconnect_for` seconds in all."""
         delay = self.options.reconnect_delay
+        give_up = time.monotonic() + self.options.reconnect_for
         last: ConnectionLost | None = None
-        for attempt in range(self.options.reconnect_attempts):
-            if self.stop.is_set():
-                return False
+        while not self.stop.is_set():
             try:
                 transport.open()
                 return True
             except ConnectionLost as exc:
-                self.reporter.note(f"{exc}; reconnecting in {delay:.0f} s")
                 last = exc
-            if attempt + 1 < self.options.reconnect_attempts and self.stop.wait(delay):
+            left = give_up - time.monotonic()
+            if left <= 0:
+                break
+            wait = min(delay, left)
+            self.reporter.note(f"{last}; reconnecting in {wait:.0f} s")
+            if self.stop.wait(wait):
                 return False
-            delay = min(delay * 2, 60.0)
+            delay = min(delay * 2, RECONNECT_DELAY_MAX)
         with self._cond:
             if self._workers == 1 and last is not None:  # the last connection: relay out of reach
-                self._broken = last
+                self._broken = ConnectionLost(
+                    f"{last.reason}; still out of reach after {self.options.reconnect_for:.0f} s (--reconnect-for)",
+                    host=last.host,
+                    port=last.port,
+                    code=last.code,
+                )
             self._cond.notify_all()
         return False
 
@@ -291,6 +347,9 @@ class Engine:
             if journal is not None:
                 journal.mark(recipient.key, DEFERRED, lost.code, f"{lost.reason}; will retry")
             return (job, 0.0)
+        with self._cond:
+            self._accepted_any = True
+            self._streak.clear()
         if journal is not None and self._limiter.unlimited:
             held.append((recipient.key, SENT, 250, None))  # committed with the next `sending`
             self._record(recipient, SENT, 250, None, write_journal=False)
@@ -301,7 +360,8 @@ class Engine:
     def _refused(self, job: _Job, refused: RecipientRefused) -> tuple[_Job, float] | tuple[()]:
         recipient = job.recipient
         if refused.permanent:
-            self._record(recipient, FAILED, refused.code, refused.text)
+            if not self._relay_wide(recipient, refused):
+                self._record(recipient, FAILED, refused.code, refused.text)
             return ()
         job.attempts += 1
         now = time.monotonic()
@@ -315,6 +375,41 @@ class Engine:
             return (job, delay)
         self._record(recipient, DEFERRED, refused.code, refused.text)
         return ()
+
+    def _relay_wide(self, recipient: Recipient, refused: RecipientRefused) -> bool:
+        """Whether this refusal is the relay's, not the recipient's; if so, stop the run and leave
+        everyone it refused alike to send again. Their earlier `failed` marks are taken back."""
+        signature = refusal_signature(refused)
+        if is_dead_address(refused.code, refused.text):  # about this mailbox: the relay reads each one
+            with self._cond:
+                self._streak.clear()
+            return False
+        with self._cond:
+            if self._refusing is not None:
+                released = [recipient] if signature == self._refusing else []
+                stopping = bool(released)
+            else:
+                self._streak.append((recipient, signature))
+                same = [r for r, s in self._streak if s == signature]
+                policy = names_policy(refused) and not self._accepted_any
+                stopping = len(same) >= (POLICY_STREAK if policy else REFUSAL_STREAK) and len(same) == len(
+                    self._streak
+                )
+                released = same if stopping else []
+                if stopping:
+                    self._refusing = signature
+                    self._summary.failed -= len(same) - 1  # all but this one were counted failed
+                    self._broken = RelayRefusing(
+                        f"the relay refused {len(same)} messages in a row with the same reply: "
+                        f"{refused.code} {refused.text}. Stopped; those recipients are left to send "
+                        "again. Check the login (SMTP_USERNAME, SMTP_PASSWORD) and that this relay "
+                        "lets you send from the From address"
+                    )
+                    self._cond.notify_all()
+        if self.journal is not None:
+            for other in released:
+                self.journal.release(other.key, refused.code, refused.text)
+        return stopping
 
     def _record(
         self, recipient: Recipient, state: str, code: int | None, reply: str | None, *, write_journal: bool = True

@@ -17,12 +17,14 @@ from newsletter.defaults import (
     MAX_ATTEMPTS,
     RECONNECT_ATTEMPTS,
     RECONNECT_DELAY,
+    RECONNECT_FOR,
     RETRY_DELAY,
     RETRY_WINDOW,
 )
 from newsletter.delivery.journal import Journal
 from newsletter.delivery.states import FAILED, SENT, UNKNOWN
 from newsletter.errors import NewsletterError
+from newsletter.inputs.addresses import address_key
 from newsletter.inputs.recipients import Recipient
 
 
@@ -37,7 +39,9 @@ class SendOptions:
     retry_window: float = RETRY_WINDOW  # no retry later than this after a recipient's first 4xx
     reconnect_attempts: int = RECONNECT_ATTEMPTS
     reconnect_delay: float = RECONNECT_DELAY  # first back-off between reconnects; doubles
+    reconnect_for: float = RECONNECT_FOR  # total seconds to keep trying a relay that went away
     resend_unknown: bool = False
+    retry_failed: bool = False  # send again to recipients an earlier run recorded `failed`
     ignore_suppression: bool = False
     limit: int | None = None  # messages to hand over in this run
     queue_size: int = 64
@@ -57,6 +61,7 @@ class Summary:
     suppressed: int = 0  # = unsubscribed + bounced
     unsubscribed: int = 0  # in unsubscribed.csv
     bounced: int = 0  # a permanent failure for a dead address in an earlier campaign
+    retrying_failed: int = 0  # planned although recorded `failed` (--retry-failed)
     interrupted: bool = False
     fatal: NewsletterError | None = None
     started: float = field(default_factory=time.monotonic)  # the sending phase: first connection ready
@@ -80,7 +85,7 @@ class Plan:
         journal: Journal | None,
         options: SendOptions,
         *,
-        unsubscribed: set[str] | None = None,
+        unsubscribed: set[str] | None = None,  # address_key of each (read_unsubscribed)
     ) -> None:
         self.journal = journal
         self.options = options
@@ -126,11 +131,11 @@ class Plan:
             if self.options.limit is not None and summary.planned >= self.options.limit:
                 return
             state = states.get(recipient.key)
-            if state in (SENT, FAILED):
+            if state == SENT or (state == FAILED and not self.options.retry_failed):
                 summary.already_done += 1
             elif state == UNKNOWN and not self.options.resend_unknown:
                 summary.skipped_unknown += 1
-            elif not self.options.ignore_suppression and recipient.key in self.unsubscribed:
+            elif not self.options.ignore_suppression and address_key(recipient.email) in self.unsubscribed:
                 summary.suppressed += 1
                 summary.unsubscribed += 1
             elif not self.options.ignore_suppression and recipient.key in failed_before:
@@ -138,6 +143,7 @@ class Plan:
                 summary.bounced += 1
             else:
                 summary.planned += 1
+                summary.retrying_failed += state == FAILED
                 if recipient.smtputf8 and len(self.smtputf8) < 6:
                     self.smtputf8.append(recipient.email)
                 yield recipient

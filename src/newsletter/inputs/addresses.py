@@ -59,3 +59,17 @@ def check_address(text: str) -> tuple[str, bool]:
     if valid.ascii_email is not None:
         return valid.ascii_email, False
     return valid.normalized, True
+
+
+def address_key(address: str) -> str:
+    """The identity of an address `check_address` returned: what unsubscribe tokens and suppression compare.
+
+    Both parts are lower-cased with `str.lower`, not `casefold`: case-folding maps
+    different mailboxes onto one (`straße` and `strasse`, `ς` and `σ`), so one
+    person's unsubscribe link or row would silence another. Lower-casing joins only
+    spellings that differ in case, which common mail servers deliver to the same
+    mailbox. It gives what `casefold` gives for every ASCII address and for nearly
+    all others (not for letters such as `ß`, `ς` or a word-final `Σ`), so tokens made
+    by earlier versions, and keys kept case-folded, agree with it there.
+    """
+    return address.lower()

@@ -14,7 +14,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from newsletter.errors import CampaignError
-from newsletter.inputs.folder import ANNOUNCEMENT, TEMPLATES
+from newsletter.inputs.folder import ANNOUNCEMENT, TEMPLATES, files_under, inside
 
 FENCE = "+++"
 
@@ -165,14 +165,12 @@ def unused_fields(campaign: Campaign) -> list[UnusedField]:
     """
     referenced: set[str] = set()
     sources = [campaign.subject]
-    templates = campaign.templates_dir
-    if templates.is_dir():
-        for file in sorted(templates.rglob("*")):
-            try:
-                if file.is_file() and file.stat().st_size <= _SCAN_BYTES:
-                    sources.append(file.read_text(encoding="utf-8", errors="replace"))
-            except OSError:
-                continue
+    for file in files_under(campaign.templates_dir):
+        try:
+            if file.stat().st_size <= _SCAN_BYTES:
+                sources.append(file.read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue
     for source in sources:
         for match in _FIELD_REFERENCE.finditer(source):
             referenced.add(match.group(1) or match.group(3))
@@ -191,11 +189,11 @@ def unused_fields(campaign: Campaign) -> list[UnusedField]:
 
 def find_in_templates(templates: Path, text: str) -> tuple[Path | None, int | None]:
     """The first template file and line holding `text`, to point an error at; (None, None) if none."""
-    if not text or not templates.is_dir():
+    if not text:
         return None, None
-    for file in sorted(templates.rglob("*")):
+    for file in files_under(templates):
         try:
-            if not file.is_file() or file.stat().st_size > _SCAN_BYTES:
+            if file.stat().st_size > _SCAN_BYTES:
                 continue
             for number, line in enumerate(file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
                 if text in line:
@@ -215,6 +213,12 @@ def derive_id(path: Path, subject: str) -> str:
 def load_campaign(folder: Path) -> Campaign:
     """Read and validate `announcement.md` in `folder`."""
     path = folder / ANNOUNCEMENT
+    if path.exists() and not inside(path.resolve(), folder.resolve()):  # its body goes into every message
+        raise CampaignError(
+            "leads outside the campaign folder (a symbolic link?); the announcement is read only "
+            "from the folder itself: replace the link with the file",
+            path=path,
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from newsletter.errors import RecipientsError
-from newsletter.inputs.addresses import check_address
+from newsletter.inputs.addresses import address_key, check_address
 
 MAX_COLUMNS = 200
 MAX_FIELD_BYTES = 64 * 1024
@@ -49,12 +49,13 @@ class Recipient:
     email: str
     fields: Mapping[str, str]
     smtputf8: bool = False
-    # The identity used for duplicates and the journal: case-insensitive. Kept, not a
-    # property: the sending process asks for it half a dozen times a recipient.
+    # The identity used for duplicates, the journal and suppression (`address_key`:
+    # case-insensitive, no case-folding collisions). Kept, not a property: the sending
+    # process asks for it half a dozen times a recipient.
     key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", self.email.casefold())
+        object.__setattr__(self, "key", address_key(self.email))
 
     def __reduce__(self) -> tuple[type[Recipient], tuple[int, str, Mapping[str, str], bool]]:
         # Every recipient travels to a rendering process; a tuple pickles several times
@@ -328,7 +329,7 @@ class RecipientList:
             email, smtputf8 = check_address(cells[email_index].strip() if email_index < len(cells) else "")
         except ValueError as exc:
             return InvalidRow(line, "email", str(exc))
-        first_line = seen.first_line(email.casefold(), line)
+        first_line = seen.first_line(address_key(email), line)
         if first_line is not None:
             return DuplicateRow(line, email, first_line)
         fields = dict(zip(header, map(_clean, cells), strict=False))

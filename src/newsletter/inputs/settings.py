@@ -4,6 +4,14 @@ Precedence: command-line flags > process environment > `.env` file > defaults.
 The `.env` file is read with python-dotenv's `dotenv_values`, never loaded into
 `os.environ`, so that nothing leaks into child processes and tests stay isolated.
 
+A campaign folder may come from someone else, and so may its own `.env`: read by
+default, it may not lower the transport security the user chose. Switching TLS off
+for a relay on another machine (`SMTP_SECURITY=none`), allowing a password in clear
+text (`SMTP_ALLOW_PLAINTEXT_AUTH`) and trusting a CA that lives in the folder
+(`SMTP_CA_FILE`) are honoured only from the environment, a flag, or an env file the
+user named (`--env-file`); from the folder's own `.env` they are refused, saying how
+to allow them.
+
 Values end up in SMTP commands and message headers, so none may hold a line
 break or other control character (python-dotenv turns `"\n"` in quotes into a
 real newline), nor `=?`, which starts an RFC 2047 encoded word that can carry a
@@ -29,6 +37,7 @@ from newsletter.defaults import (
     Security,
 )
 from newsletter.errors import ConfigError
+from newsletter.inputs.folder import inside
 from newsletter.inputs.text import CONTROL
 
 KNOWN_SETTINGS = (
@@ -141,10 +150,15 @@ def parse_rate(text: str) -> float:
 
 
 class _Source:
-    """Looks settings up in layered mappings and remembers where each came from."""
+    """Looks settings up in layered mappings and remembers where each came from.
 
-    def __init__(self, layers: list[tuple[str, Mapping[str, str | None]]]) -> None:
+    `shipped` is the origin of the layer that came with the campaign folder (its own
+    `.env`, read without being named), if any.
+    """
+
+    def __init__(self, layers: list[tuple[str, Mapping[str, str | None]]], *, shipped: str | None = None) -> None:
         self._layers = layers
+        self.shipped = shipped
 
     def get(self, name: str) -> tuple[str | None, str]:
         for origin, layer in self._layers:
@@ -204,17 +218,27 @@ def load_settings(
     environ: Mapping[str, str],
     env_file: Path | None = None,
     overrides: Mapping[str, str | None] | None = None,
+    found_in: Path | None = None,
 ) -> Settings:
-    """Validate every setting once; errors name the setting and where it came from."""
+    """Validate every setting once; errors name the setting and where it came from.
+
+    `found_in` is the campaign folder when `env_file` is that folder's own `.env`,
+    read because it was there rather than because the user named it: settings that
+    lower transport security are then refused from it (see the module docstring).
+    """
     layers: list[tuple[str, Mapping[str, str | None]]] = []
     if overrides:
         layers.append(("command line", overrides))
     layers.append(("environment", environ))
     if env_file is not None:
         layers.append((env_file.name, read_env_file(env_file)))
-    source = _Source(layers)
+    shipped = env_file.name if env_file is not None and found_in is not None else None
+    source = _Source(layers, shipped=shipped)
+    smtp = _smtp_settings(source)
+    if smtp is not None and env_file is not None and found_in is not None:
+        _refuse_lowered_security(source, smtp, env_file, found_in)
     return Settings(
-        smtp=_smtp_settings(source),
+        smtp=smtp,
         sender=source.text("NEWSLETTER_FROM"),
         reply_to=source.text("NEWSLETTER_REPLY_TO"),
         unsubscribe_url=_unsubscribe_url(source),
@@ -288,3 +312,27 @@ def _smtp_settings(source: _Source) -> SMTPSettings | None:
         allow_plaintext_auth=any_host or _flag(source, "SMTP_ALLOW_PLAINTEXT_AUTH", also=" (or any)"),
         plaintext_auth_any_host=any_host,
     )
+
+
+def _refuse_lowered_security(source: _Source, smtp: SMTPSettings, env_file: Path, folder: Path) -> None:
+    """Refuse the settings of a folder's own `.env` that would weaken what the user chose.
+
+    `SMTP_SECURITY=none` is refused only for a relay on another machine: to a relay on
+    this one nothing crosses a network, and no password goes with it unless
+    `SMTP_ALLOW_PLAINTEXT_AUTH` says so, which this `.env` cannot.
+    """
+    lowering: list[tuple[str, str]] = []
+    if smtp.security == "none" and not smtp.on_loopback:
+        lowering.append(("SMTP_SECURITY", f"would send to {smtp.host} without TLS"))
+    if smtp.allow_plaintext_auth:
+        lowering.append(("SMTP_ALLOW_PLAINTEXT_AUTH", "would let the password go in clear text"))
+    if smtp.ca_file is not None and inside(smtp.ca_file.resolve(), folder.resolve()):
+        lowering.append(("SMTP_CA_FILE", "would trust a certificate authority that came with the folder"))
+    for name, effect in lowering:
+        value, origin = source.get(name)
+        if origin == source.shipped:
+            raise ConfigError(
+                f"{name}={value} (from {env_file}) {effect}. A campaign folder's own .env may not "
+                "lower the transport security, since the folder may come from someone else; if you "
+                f"mean it, set {name} in the environment or pass --env-file {env_file}"
+            )

@@ -2,9 +2,11 @@
 
 Paths are relative to the campaign folder and must stay inside it: a campaign
 folder may come from someone else, and its front matter must not be able to
-mail out `~/.ssh/id_ed25519` to a list. Each file is validated and read when the
-campaign is loaded, so a typo stops `check` with the file's name, and the bytes
-are read once for the whole list, not once per recipient.
+mail out `~/.ssh/id_ed25519` to a list, nor the folder's own secrets and
+addresses (`.env`, the list, `unsubscribed.csv`, the journal: `PrivateFiles`).
+Each file is validated and read when the campaign is loaded, so a typo stops
+`check` with the file's name, and the bytes are read once for the whole list,
+not once per recipient.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from newsletter.errors import CampaignError
 from newsletter.inputs.campaign import Campaign, _key_line
-from newsletter.inputs.folder import read_inside
+from newsletter.inputs.folder import PrivateFiles, read_inside
 
 FIELD = "attachments"
 
@@ -60,8 +62,11 @@ class Attachment:
         return len(self.data)
 
 
-def load_attachments(campaign: Campaign) -> tuple[Attachment, ...]:
-    """The front matter's `attachments`, checked and read; CampaignError names the bad entry."""
+def load_attachments(campaign: Campaign, *, private: PrivateFiles | None = None) -> tuple[Attachment, ...]:
+    """The front matter's `attachments`, checked and read; CampaignError names the bad entry.
+
+    `private`: the files never attached (default: the campaign folder's, default names).
+    """
     value = campaign.fields.get(FIELD)
     if value is None:
         return ()
@@ -79,13 +84,13 @@ def load_attachments(campaign: Campaign) -> tuple[Attachment, ...]:
             raise CampaignError(
                 f"'{FIELD}': every entry must be a file name, got {entry!r}", path=campaign.path, line=line
             )
-        found.append(_load(entry.strip(), folder, campaign.path, line))
+        found.append(_load(entry.strip(), folder, campaign.path, line, private))
     return tuple(found)
 
 
-def _load(name: str, folder: Path, where: Path, line: int) -> Attachment:
+def _load(name: str, folder: Path, where: Path, line: int, private: PrivateFiles | None) -> Attachment:
     try:
-        path, data = read_inside(folder, name, use="attached")
+        path, data = read_inside(folder, name, use="attached", private=private)
     except ValueError as exc:
         raise CampaignError(f"'{FIELD}': {name!r}: {exc}", path=where, line=line) from None
     return Attachment(path, guess_type(path), data)

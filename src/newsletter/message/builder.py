@@ -159,10 +159,10 @@ class MessageBuilder:
         self._fixed_lines = b""
         self._fast = sender.address.isascii() and (reply_to is None or reply_to.address.isascii())
         if self._fast:
-            self._from_line = mime.header("From", mime.mailbox(sender.name, sender.address))
+            self._from_line = mime.header("From", mime.mailbox(sender.name, sender.address, used=6))
             fixed = []
             if reply_to is not None:
-                fixed.append(mime.header("Reply-To", mime.mailbox(reply_to.name, reply_to.address)))
+                fixed.append(mime.header("Reply-To", mime.mailbox(reply_to.name, reply_to.address, used=10)))
             if list_id:
                 fixed.append(fold_list_header("List-Id", list_id, ASCII_POLICY).encode("ascii"))
             self._fixed_lines = b"".join(fixed)
@@ -188,18 +188,21 @@ class MessageBuilder:
         MIME layout, attachments, images) and per message only what differs: To,
         Subject, Date, Message-ID, the unsubscribe header and the two bodies. It
         parses to the same message as `build_reference` (tests/test_message_fast.py).
-        An address that needs SMTPUTF8 takes the reference path: its headers are
-        raw UTF-8, which the ASCII pieces here never produce.
+        Every header line is folded at 78 characters where a space or an encoded
+        word allows, and never passes 998 octets (`mime`), whatever the name or the
+        subject; an address that needs SMTPUTF8 is the one raw UTF-8 part of its
+        To line. Only a sender or Reply-To address that needs SMTPUTF8 takes the
+        reference path.
         """
         to_address = deliver_to or recipient.email
         smtputf8 = recipient.smtputf8 if deliver_to is None else not to_address.isascii()
-        if smtputf8 or not self._fast:
+        if not self._fast:
             return self.build_reference(recipient, rendered, deliver_to=deliver_to)
         message_id = self._message_id()
         to_name = display_name(recipient.name) if deliver_to is None else ""
         head = [
             self._from_line,
-            mime.header("To", mime.mailbox(to_name, to_address)),
+            mime.header("To", mime.mailbox(to_name, to_address, used=4), utf8=smtputf8),
             self._subject_line(display_name(rendered.subject)),
             mime.header("Date", self._date()),
             mime.header("Message-ID", message_id),
@@ -213,7 +216,7 @@ class MessageBuilder:
         head.append(b"MIME-Version: 1.0\r\n")
         html, images = self.images.embed(rendered.html) if self.images else (rendered.html, [])
         body = self._body(rendered.text, html, images)
-        return Outgoing(Envelope(self.sender.address, to_address, False), b"".join(head) + body, message_id)
+        return Outgoing(Envelope(self.sender.address, to_address, smtputf8), b"".join(head) + body, message_id)
 
     def _body(self, text: str, html: str, images: list[Image]) -> bytes:
         """The MIME tree of `assemble`, as bytes."""

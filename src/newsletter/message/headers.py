@@ -7,7 +7,8 @@ character is handed to it.
 The list headers (`List-Unsubscribe`, `List-Id`) get a folding of their own: the
 `email` package turns a word longer than a line, such as a signed unsubscribe
 URL, into an RFC 2047 encoded-word, which no mailbox provider decodes inside
-angle brackets, and one-click unsubscribe silently stops working.
+angle brackets, and one-click unsubscribe silently stops working. Their
+encoded words come from `newsletter.message.mime`, like every other header's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email import policy
-from email.header import Header
 from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.policy import Policy
 from email.utils import getaddresses, parseaddr
@@ -24,6 +24,7 @@ from typing import ClassVar, Literal
 from newsletter.errors import ConfigError
 from newsletter.inputs.addresses import check_address
 from newsletter.inputs.text import CONTROL
+from newsletter.message import mime
 
 _SPACES = re.compile(r"\s+")
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -117,24 +118,41 @@ def list_id_header(list_id: str, name: str | None = None) -> str:
 
 
 def fold_list_header(name: str, value: str, policy: Policy) -> str:
-    """Fold only at spaces, never inside `<...>`; non-ASCII runs become RFC 2047 words."""
-    limit = policy.max_line_length or 78
-    tokens: list[str] = []
+    """Fold only at spaces, never inside `<...>`; non-ASCII runs become RFC 2047 words.
+
+    A URL too long for even a 998-octet line is the one exception: it is split
+    inside its brackets, where RFC 2369 (section 2) says white space is ignored,
+    rather than sent as a line the relay refuses (`500 Line too long`).
+    """
+    limit = policy.max_line_length or mime.LINE
+    head = f"{name}:"
+    lines = [head]
+
+    def put(token: str) -> None:
+        longer = len(lines[-1]) + 1 + len(token)
+        if (longer > limit and lines[-1] != head) or len(lines[-1]) >= limit or longer > mime.HARD:
+            lines.append("")  # after `Name:` too, for a token that only fits a line of its own
+        lines[-1] += " " + token
+
     run: list[str] = []
     for word in [*value.split(" "), ""]:
         if word and not word.isascii():
             run.append(word)
             continue
-        if run:  # one encoded run: the spaces between its words survive decoding
-            tokens += Header(" ".join(run), "utf-8", header_name=name).encode(maxlinelen=limit).split()
+        if run:  # one encoded run: the spaces between its words are encoded inside its words
+            for encoded in mime.encoded_words(" ".join(run), used=len(lines[-1]) + 1).split(mime.CRLF + " "):
+                put(encoded)
             run = []
-        if word:
-            tokens.append(word)
-    lines = [f"{name}:"]
-    for token in tokens:
-        if len(lines[-1]) + 1 + len(token) > limit and lines[-1] != f"{name}:":
-            lines.append("")
-        lines[-1] += " " + token
+        if not word:
+            continue
+        if len(word) + 1 <= mime.HARD:
+            put(word)
+        elif word.startswith("<"):
+            for start in range(0, len(word), limit - 1):
+                put(word[start : start + limit - 1])
+        else:  # a description word longer than any line: encoded words may split it
+            for encoded in mime.encoded_words(word, used=len(lines[-1]) + 1).split(mime.CRLF + " "):
+                put(encoded)
     return policy.linesep.join(lines) + policy.linesep
 
 

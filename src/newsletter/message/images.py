@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from newsletter.errors import TemplateError
-from newsletter.inputs.folder import read_inside
+from newsletter.inputs.folder import PrivateFiles, read_inside
+from newsletter.inputs.safefiles import OutputDir
 from newsletter.message.attachments import guess_type
 
 # An <img> start tag, with `>` allowed inside quoted attribute values; then its
@@ -77,9 +77,11 @@ def _sources(markup: str) -> list[tuple[int, int, str]]:
 class InlineImages:
     """The campaign folder's images, found in rendered HTML, each loaded once."""
 
-    def __init__(self, folder: Path, *, domain: str) -> None:
+    def __init__(self, folder: Path, *, domain: str, private: PrivateFiles | None = None) -> None:
+        """`private`: the files never embedded (default: the folder's, default names)."""
         self.folder = folder.resolve()
         self.domain = domain
+        self.private = private
         self._cache: dict[str, Image] = {}
 
     def local_sources(self, markup: str) -> list[str]:
@@ -93,7 +95,7 @@ class InlineImages:
         relative = unquote(urlsplit(src.strip()).path)
         where = f"<img src=\"{src}\">"
         try:
-            path, data = read_inside(self.folder, relative, use="embedded")
+            path, data = read_inside(self.folder, relative, use="embedded", private=self.private)
         except ValueError as exc:
             raise TemplateError(f"{where}: {exc}") from None
         content_type = guess_type(path)
@@ -127,17 +129,14 @@ class InlineImages:
         pieces.append(markup[last:])
         return "".join(pieces), list(used.values())
 
-    def copy_beside(self, markup: str, out: Path) -> list[Path]:
+    def copy_beside(self, markup: str, out: OutputDir) -> list[Path]:
         """Copy the local images of `markup` into `out` at the same relative paths.
 
         For pages opened in a browser (preview, web version), where the HTML
-        keeps its relative `src` values.
+        keeps its relative `src` values. The bytes are those already loaded, and
+        written no-follow: a link planted under `preview/` is refused.
         """
-        written = []
-        for src in self.local_sources(markup):
-            image = self.load(src)
-            target = out / image.path.relative_to(self.folder)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(image.path, target)
-            written.append(target)
-        return written
+        return [
+            out.write(image.path.relative_to(self.folder).as_posix(), image.data)
+            for image in map(self.load, self.local_sources(markup))
+        ]

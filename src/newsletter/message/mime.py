@@ -22,80 +22,133 @@ BOUNDARY_PREFIX = "=_nl"
 
 _ATEXT_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
-_WORD_BYTES = 45  # 45 bytes -> 60 base64 characters -> a 72-character encoded word
+_TOKENS = re.compile(r"\S+\s*|\s+")  # a word with the spaces after it
+LINE = 78  # RFC 5322 2.1.1: a line SHOULD be at most 78 characters...
+HARD = 998  # ...and MUST be at most 998
+_WORD_BYTES = 45  # 45 bytes -> 60 base64 characters -> a 72-character encoded word (RFC 2047: 75 at most)
+_WORD_OVERHEAD = len("=?utf-8?b??=")
+_FOLD = CRLF + " "
 
 
 def new_boundary() -> str:
     return f"{BOUNDARY_PREFIX}{secrets.token_hex(12)}"
 
 
-def encoded_words(text: str) -> str:
-    """RFC 2047 'B' encoded words of UTF-8, never splitting a character, folded with CRLF SP."""
-    words: list[str] = []
-    chunk = bytearray()
-    for char in text:
-        data = char.encode("utf-8")
-        if len(chunk) + len(data) > _WORD_BYTES:
-            words.append(_word(bytes(chunk)))
-            chunk.clear()
-        chunk += data
-    if chunk or not words:
-        words.append(_word(bytes(chunk)))
-    return (CRLF + " ").join(words)
+def _room(used: int) -> int:
+    """How many bytes of text one encoded word may carry when `used` characters precede it."""
+    return min(_WORD_BYTES, (LINE - used - _WORD_OVERHEAD) // 4 * 3)
+
+
+def encoded_words(text: str, *, used: int = 0) -> str:
+    """RFC 2047 'B' encoded words of UTF-8, one a line, folded with CRLF SP.
+
+    A word ends between two words of the text where it can (the space stays inside
+    the encoded word that it ends, as RFC 2047 6.2 asks), and otherwise between two
+    characters, never inside one. `used` is how much of the first line is taken
+    (`Subject: `): that line gets a shorter encoded word, so no line passes 78.
+    """
+    chunks: list[bytes] = []
+    chunk = b""
+    room = max(_room(used), 3)  # 3: a header name of 60+ characters still gets one character
+    for token in _TOKENS.findall(text):
+        data = token.encode("utf-8")
+        if len(chunk) + len(data) <= room:
+            chunk += data
+            continue
+        if chunk and len(data) <= _WORD_BYTES:  # the word fits the next encoded word: end this one here
+            chunks.append(chunk)
+            chunk, room = data, _WORD_BYTES
+            continue
+        for char in token:  # a word longer than an encoded word: split between characters
+            piece = char.encode("utf-8")
+            if len(chunk) + len(piece) > room and chunk:
+                chunks.append(chunk)
+                chunk, room = b"", _WORD_BYTES
+            chunk += piece
+    if chunk or not chunks:
+        chunks.append(chunk)
+    return _FOLD.join(_word(chunk) for chunk in chunks)
 
 
 def _word(data: bytes) -> str:
     return "=?utf-8?b?" + binascii.b2a_base64(data, newline=False).decode("ascii") + "?="
 
 
-def phrase(name: str) -> str:
-    """A display name: as it is when plain, quoted when it has specials, encoded when not ASCII."""
+def phrase(name: str, *, used: int = 0) -> str:
+    """A display name: as it is when plain, quoted when it has specials, encoded when not ASCII.
+
+    Plain and quoted names fold at their spaces (the unfolded header is the same
+    text); a name with a word too long for any line is encoded instead, since
+    encoded words are the only way to split a word. `used`: as in `encoded_words`.
+    """
     if not name:
         return ""
     if _ATEXT_PHRASE.fullmatch(name) and "=?" not in name and name.strip() == name:
-        return name
-    if _PRINTABLE_ASCII.fullmatch(name) and "=?" not in name:
-        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return encoded_words(name)
+        shown = name
+    elif _PRINTABLE_ASCII.fullmatch(name) and "=?" not in name:
+        shown = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    else:
+        return encoded_words(name, used=used)
+    if used + len(shown) <= LINE:
+        return shown
+    return _fold(shown, used) or encoded_words(name, used=used)
 
 
-def mailbox(name: str, address: str) -> str:
-    """`Name <address>`, or the bare address when there is no name."""
-    shown = phrase(name)
-    return f"{shown} <{address}>" if shown else address
+def mailbox(name: str, address: str, *, used: int = 0) -> str:
+    """`Name <address>`, or the bare address when there is no name; the address on a line of its own if need be."""
+    shown = phrase(name, used=used)
+    if not shown:
+        return address
+    last = shown.rpartition(_FOLD)
+    width = (used if not last[0] else 1) + len(last[2])
+    separator = " " if width + len(address) + 3 <= LINE else _FOLD
+    return f"{shown}{separator}<{address}>"
 
 
 def unstructured(text: str, *, used: int) -> str:
     """An unstructured header value (Subject): folded at spaces, encoded when not plain ASCII.
 
-    `used` is the length of `Name: ` already on the first line.
+    `used` is the length of `Name: ` already on the first line. A plain word too
+    long for even a 998-octet line is encoded (encoded words may split it).
     """
     if _PRINTABLE_ASCII.fullmatch(text) and "=?" not in text:
-        return _fold(text, used)
-    return encoded_words(text)
+        folded = _fold(text, used)
+        if folded:
+            return folded
+    return encoded_words(text, used=used)
 
 
-def _fold(text: str, used: int, width: int = 78) -> str:
+def _fold(text: str, used: int, width: int = LINE) -> str:
+    """`text` folded at single spaces into lines of at most `width`, where a space allows.
+
+    A word longer than a line gets a line of its own. Empty when some line would
+    still pass 998 octets: the caller encodes the text instead.
+    """
+    words = text.split(" ")
     lines: list[str] = []
-    line = ""
+    line = words[0]
     room = width - used
-    for word in text.split(" "):
-        candidate = f"{line} {word}" if line else word
-        if len(candidate) > room and line:
+    for word in words[1:]:
+        if word and line.strip() and len(line) + 1 + len(word) > room:
             lines.append(line)
             line, room = word, width - 1
         else:
-            line = candidate
+            line = f"{line} {word}"
     lines.append(line)
-    return (CRLF + " ").join(lines)
+    if used + len(lines[0]) > HARD or any(len(line) + 1 > HARD for line in lines[1:]):
+        return ""
+    return _FOLD.join(lines)
 
 
-def header(name: str, value: str) -> bytes:
-    """One header line; the value must already be encoded by a function of this module."""
-    unfolded = value.replace(CRLF + " ", "")
+def header(name: str, value: str, *, utf8: bool = False) -> bytes:
+    """One header line; the value must already be encoded by a function of this module.
+
+    `utf8`: the value may hold raw UTF-8 (an SMTPUTF8 address, RFC 6532), still folded.
+    """
+    unfolded = value.replace(_FOLD, "")
     if "\r" in unfolded or "\n" in unfolded or "\0" in unfolded:
         raise ValueError(f"line break or NUL in the {name} header")
-    return f"{name}: {value}{CRLF}".encode("ascii")
+    return f"{name}: {value}{CRLF}".encode("utf-8" if utf8 else "ascii")
 
 
 _QP_BLOCKS: dict[bytes, bytes] = {}

@@ -4,7 +4,10 @@ The token is an HMAC of the list id and the address with `NEWSLETTER_SECRET`,
 so a link for one address cannot be edited into a working link for another.
 The same URL template that makes the links also parses them back
 (`UnsubscribeLinks.parse`), so the unsubscribe server accepts exactly the
-links this tool sends, whatever shape the user gave the URL.
+links this tool sends, whatever shape the user gave the URL, for every address
+the list accepts: `#`, `&`, `/`, `?`, `%` or `+` in an address are percent-encoded
+in the link and matched still encoded, then decoded, so none of them reads as URL
+syntax. Tokens bind `address_key(address)`: the same identity suppression uses.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from functools import lru_cache
+from urllib.parse import quote, unquote, unquote_plus, urlsplit
 
 from newsletter.errors import ConfigError
-from newsletter.inputs.addresses import check_address
+from newsletter.inputs.addresses import address_key, check_address
 from newsletter.inputs.settings import Secret
 
 TOKEN_BYTES = 18  # 144 bits: unguessable, and a whole number of base64 characters (24)
@@ -30,8 +34,13 @@ _TOKEN = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_BYTES * 4 // 3}}}")
 
 
 def make_token(secret: Secret, list_id: str, email: str) -> str:
-    """A short URL-safe token binding `email` to `list_id`."""
-    message = f"{list_id}\n{email.casefold()}".encode()
+    """A short URL-safe token binding `email` to `list_id`.
+
+    Over `address_key`, not `casefold()`: folding gives `straße` and `strasse` one
+    token. For ASCII addresses, and nearly all others, the two agree, so links sent
+    by earlier versions still verify.
+    """
+    message = f"{list_id}\n{address_key(email)}".encode()
     digest = hmac.new(secret.reveal().encode(), message, hashlib.sha256).digest()[:TOKEN_BYTES]
     return base64.urlsafe_b64encode(digest).decode("ascii")
 
@@ -87,7 +96,8 @@ class UnsubscribeLinks:
         if not self.url:
             return None
         token = make_token(self.secret, self.list_id, email) if self.secret else ""
-        # `safe="@"` only: '+', '&', '=' and '%' in a local part must not read as URL syntax.
+        # `safe="@"` only: '+', '&', '=', '/', '#', '?' and '%' in a local part must not read
+        # as URL syntax; `parse` matches the encoded form and decodes it once.
         return self.url.replace("{email}", quote(email, safe="@")).replace("{token}", token)
 
     def mailto_link(self) -> str | None:
@@ -118,9 +128,11 @@ class UnsubscribeLinks:
     def parse(self, path: str, query: str) -> tuple[str, str] | None:
         """The (address, token) a request for one of our links carries, or None if it is not one.
 
-        `path` is percent-decoded already (as WSGI's PATH_INFO is), `query` is raw.
-        Only the path and query of the configured URL are compared: behind a
-        reverse proxy the scheme and host the server sees are not the public ones.
+        `path` and `query` are as the request line carried them, still percent-encoded:
+        decoded first, an address holding `/`, `&` or `#` could not be told from the
+        URL's own separators. The placeholders are matched in that raw form and
+        decoded once. Only the path and query of the configured URL are compared:
+        behind a reverse proxy the scheme and host the server sees are not the public ones.
         """
         if not self.url or "{email}" not in self.url or "{token}" not in self.url:
             return None
@@ -130,21 +142,37 @@ class UnsubscribeLinks:
         if path_match is None:
             return None
         found.update(path_match.groupdict())
-        asked = parse_qs(query, keep_blank_values=True)
-        for key, values in parse_qs(template.query, keep_blank_values=True).items():
+        asked = _raw_query(query)
+        for key, value in _raw_query(template.query).items():
             got = asked.get(key)
-            if not got:
+            if got is None:
                 return None
-            value_match = _template_regex(values[0]).fullmatch(got[0])
+            value_match = _template_regex(value).fullmatch(got)
             if value_match is None:
                 return None
             found.update(value_match.groupdict())
-        email, token = found.get("email", ""), found.get("token", "")
+        token = found.get("token", "")
+        try:
+            # Not unquote_plus: the link encodes '+' as %2B, and a client that decoded
+            # it back still means '+'; an address holds no spaces.
+            email = unquote(found.get("email", ""), errors="strict")
+        except UnicodeDecodeError:
+            return None
         if not email or not _TOKEN.fullmatch(token):
             return None
         return email, token
 
 
+def _raw_query(query: str) -> dict[str, str]:
+    """Query parameters by decoded name, values left percent-encoded; the first of a repeated name wins."""
+    found: dict[str, str] = {}
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        found.setdefault(unquote_plus(name), value)
+    return found
+
+
+@lru_cache(maxsize=16)  # the same two or three templates for every request
 def _template_regex(template: str) -> re.Pattern[str]:
     """`/u/{email}/{token}` as a regex with named groups; everything else literal."""
     pieces = re.split(r"(\{email\}|\{token\})", template)

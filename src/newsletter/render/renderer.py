@@ -20,13 +20,14 @@ import jinja2
 
 from newsletter.errors import TemplateError
 from newsletter.inputs.campaign import Campaign, find_in_templates
-from newsletter.inputs.folder import ANNOUNCEMENT, RECIPIENTS
+from newsletter.inputs.folder import ANNOUNCEMENT, RECIPIENTS, PrivateFiles
 from newsletter.inputs.recipients import Recipient
 from newsletter.inputs.text import CONTROL
 from newsletter.message.unsubscribe import UnsubscribeLinks
 from newsletter.render.inline import ExternalStylesheet
+from newsletter.render.loader import CampaignLoader
 from newsletter.render.plaintext import html_to_text
-from newsletter.render.sandbox import BudgetedSandbox, CampaignLoader
+from newsletter.render.sandbox import BudgetedSandbox
 from newsletter.render.skeleton import SkeletonInliner
 from newsletter.render.template_errors import describe, template_location
 from newsletter.render.undefined import FieldUndefined
@@ -43,13 +44,17 @@ class Rendered:
     unsubscribe_url: str | None
 
 
-def make_environment(templates: Path, *, autoescape: bool) -> jinja2.Environment:
+def make_environment(
+    templates: Path, *, autoescape: bool, private: PrivateFiles | None = None
+) -> jinja2.Environment:
     """A sandboxed environment that loads only from the campaign's `templates/` folder.
 
-    The sandbox also bounds loops, time and output per render (`newsletter.render.sandbox`).
+    The loader refuses links out of it and the campaign's `private` files
+    (`newsletter.render.loader`); the sandbox bounds loops, time and output per
+    render (`newsletter.render.sandbox`).
     """
     environment = BudgetedSandbox(
-        loader=CampaignLoader(templates),
+        loader=CampaignLoader(templates, private=private),
         undefined=FieldUndefined,
         autoescape=autoescape,
         keep_trailing_newline=True,
@@ -105,16 +110,23 @@ class Renderer:
     """Renders the campaign for one recipient at a time; templates compile once."""
 
     def __init__(
-        self, campaign: Campaign, *, links: UnsubscribeLinks | None = None, list_name: str = RECIPIENTS
+        self,
+        campaign: Campaign,
+        *,
+        links: UnsubscribeLinks | None = None,
+        private: PrivateFiles | None = None,
+        list_name: str = RECIPIENTS,
     ) -> None:
+        """`private`: the files no template may be (default: the campaign folder's, default names);
+        `list_name`: the CSV's file name, for errors about its columns."""
         self.campaign = campaign
         self.links = links or UnsubscribeLinks()
         self.list_name = list_name  # the CSV's file name, for errors about its columns
         templates = campaign.templates_dir
         self._templates = templates
         self._campaign_context = campaign.context()
-        html_env = make_environment(templates, autoescape=True)
-        text_env = make_environment(templates, autoescape=False)
+        html_env = make_environment(templates, autoescape=True, private=private)
+        text_env = make_environment(templates, autoescape=False, private=private)
         self._html = self._load(lambda: html_env.get_template(campaign.html_template))
         text_path = templates / campaign.text_template
         self._text = (

@@ -24,7 +24,6 @@ import time
 from collections.abc import Generator, Iterable, Iterator
 from contextvars import ContextVar
 from itertools import islice
-from pathlib import Path
 from types import CodeType
 from typing import Any, cast
 
@@ -118,30 +117,6 @@ class BudgetedTemplate(jinja2.Template):
             return self.environment.concat(parts)
         finally:
             _current.reset(token)
-
-
-class CampaignLoader(jinja2.FileSystemLoader):
-    """Loads templates from one folder only.
-
-    Jinja's `FileSystemLoader` already refuses `..` and absolute names; it does
-    follow symbolic links, so a link in someone else's campaign folder could put
-    `~/.ssh/id_rsa` into every message. Such a link is refused.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__(folder, encoding="utf-8", followlinks=False)
-        self.folder = folder
-        self._root = folder.resolve()
-
-    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
-        source, filename, uptodate = super().get_source(environment, template)
-        real = Path(filename).resolve()
-        if self._root not in real.parents:
-            raise SecurityError(
-                f"{self.folder.name}/{template} leads outside {self.folder.name}/ "
-                "(a symbolic link?); templates are only read from the campaign's own folder"
-            )
-        return source, filename, uptodate
 
 
 class BudgetedSandbox(ImmutableSandboxedEnvironment):

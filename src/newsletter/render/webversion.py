@@ -9,11 +9,14 @@ at itself. Local images are copied beside it at the same relative paths.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 
 from newsletter.inputs.campaign import Campaign
+from newsletter.inputs.folder import PrivateFiles
 from newsletter.inputs.recipients import Recipient
+from newsletter.inputs.safefiles import OutputDir
 from newsletter.message.images import InlineImages
 from newsletter.render.renderer import Rendered, Renderer
 
@@ -28,18 +31,26 @@ class _Nobody(dict[str, str]):
         return ""
 
 
-def render_web_version(campaign: Campaign) -> Rendered:
+def render_web_version(campaign: Campaign, *, private: PrivateFiles | None = None) -> Rendered:
     """The announcement as the public sees it; TemplateError like any render."""
     public = replace(campaign, fields={**campaign.fields, URL_FIELD: ""})
-    return Renderer(public).render(Recipient(line=0, email="", fields=_Nobody()))
+    return Renderer(public, private=private).render(Recipient(line=0, email="", fields=_Nobody()))
 
 
-def write_web_version(campaign: Campaign, out: Path, *, images: InlineImages | None = None) -> Path:
-    """Write `out/index.html` (and the images it uses); return its path."""
-    rendered = render_web_version(campaign)
-    out.mkdir(parents=True, exist_ok=True)
-    if images is not None:
-        images.copy_beside(rendered.html, out)
-    path = out / INDEX
-    path.write_text(rendered.html, encoding="utf-8")
-    return path
+def write_web_version(
+    campaign: Campaign,
+    out: Path | OutputDir,
+    *,
+    images: InlineImages | None = None,
+    private: PrivateFiles | None = None,
+) -> Path:
+    """Write `out/index.html` (and the images it uses), never through a link; return its path.
+
+    A `Path` is opened as a strict output folder: no link in it or at it.
+    """
+    rendered = render_web_version(campaign, private=private)
+    with contextlib.ExitStack() as stack:
+        folder = out if isinstance(out, OutputDir) else stack.enter_context(OutputDir(out))
+        if images is not None:
+            images.copy_beside(rendered.html, folder)
+        return folder.write(INDEX, rendered.html.encode("utf-8"))

@@ -11,7 +11,15 @@ A link is recognised by the shape of `NEWSLETTER_UNSUBSCRIBE_URL` itself (path
 and query), and its token must be the HMAC of its address: a forged or edited
 link gets 403 and records nothing. It binds to 127.0.0.1 by default; put it
 behind the https reverse proxy that serves the public URL. The app is a plain
-WSGI callable, so any WSGI server can run it instead.
+WSGI callable, so any WSGI server can run it instead; it reads the undecoded
+request path from REQUEST_URI or RAW_URI when the server gives one (the built-in
+server does), which an address holding `/` needs when `{email}` is in the path.
+
+A mailbox provider may send many one-click POSTs at once: the built-in server
+runs a thread per request and keeps a listen queue of `LISTEN_QUEUE` connections
+(the standard library's default of 5 resets the rest of a burst), and the
+addresses already unsubscribed are kept in memory (`UnsubscribedFile`), so a
+request appends one row instead of reading the whole file.
 """
 
 from __future__ import annotations
@@ -23,19 +31,20 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 from newsletter.defaults import UNSUBSCRIBE_HOST, UNSUBSCRIBE_PORT
-from newsletter.delivery.suppression import add_unsubscribed
-from newsletter.errors import ConfigError
+from newsletter.delivery.suppression import UnsubscribedFile
+from newsletter.errors import ConfigError, InputError
 from newsletter.inputs.addresses import check_address
 from newsletter.inputs.settings import Secret
 from newsletter.message.unsubscribe import UnsubscribeLinks, verify_token
 
 DEFAULT_HOST, DEFAULT_PORT = UNSUBSCRIBE_HOST, UNSUBSCRIBE_PORT
 MAX_BODY = 16 * 1024  # a one-click body is 26 bytes; a multipart one a few hundred
+LISTEN_QUEUE = 1024  # connections the kernel holds while every thread is busy (capped by somaxconn)
 SOURCE = "one-click"
 
 _HEADERS = [
@@ -95,6 +104,8 @@ class UnsubscribeApp:
         self.links = links
         self.secret: Secret = links.secret
         self.target = target
+        self.unsubscribed = UnsubscribedFile(target)
+        self.unsubscribed.load()  # a link, or a bad row, in the file is said now, not on the first POST
         self.list_name = list_name
         self.on_unsubscribe = on_unsubscribe
 
@@ -107,10 +118,7 @@ class UnsubscribeApp:
         return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     def _address(self, environ: WSGIEnvironment) -> tuple[str, str] | None:
-        # WSGI hands the decoded path over as latin-1 text of its bytes (PEP 3333).
-        raw = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
-        path = raw.encode("latin-1").decode("utf-8", "replace")
-        found = self.links.parse(path, str(environ.get("QUERY_STRING", "")))
+        found = self.links.parse(*_raw_target(environ))
         if found is None:
             return None
         email, token = found
@@ -154,7 +162,13 @@ class UnsubscribeApp:
             return "400 Bad Request", _page(
                 "Bad request", "<p>An unsubscribe request must carry List-Unsubscribe=One-Click.</p>"
             )
-        added = add_unsubscribed(self.target, [address], source=SOURCE)
+        try:
+            added = self.unsubscribed.add([address], source=SOURCE)
+        except (InputError, OSError) as exc:  # the file became a link, the disk is full: record nothing, say so
+            sys.stderr.write(f"unsubscribe-server: {exc}\n")
+            return "503 Service Unavailable", _page(
+                "Not recorded", "<p>The request could not be recorded just now. Please try again later.</p>"
+            )
         if added and self.on_unsubscribe is not None:
             self.on_unsubscribe(address)
         return "200 OK", _page(
@@ -163,10 +177,31 @@ class UnsubscribeApp:
         )
 
 
+def _raw_target(environ: WSGIEnvironment) -> tuple[str, str]:
+    """The request's path and query, still percent-encoded.
+
+    PATH_INFO is decoded (an encoded `/` in an address is lost in it), so the
+    undecoded request target is used where the server passes it on; otherwise
+    PATH_INFO is encoded again, which is exact for every address without a `/`.
+    """
+    uri = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if isinstance(uri, str) and uri:
+        parts = urlsplit(uri)
+        return parts.path, parts.query
+    # WSGI hands the decoded path over as latin-1 text of its bytes (PEP 3333).
+    decoded = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+    return quote(decoded.encode("latin-1", "replace"), safe="/"), str(environ.get("QUERY_STRING", ""))
+
+
 class _Handler(WSGIRequestHandler):
     """Request lines hold addresses and tokens: they stay out of the log."""
 
     timeout = 15  # a client that stalls does not hold a thread for ever
+
+    def get_environ(self) -> WSGIEnvironment:
+        environ = super().get_environ()
+        environ["REQUEST_URI"] = self.path  # undecoded, as Apache and uWSGI pass it on
+        return environ
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return None
@@ -177,6 +212,7 @@ class _Handler(WSGIRequestHandler):
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = LISTEN_QUEUE
 
 
 def make_unsubscribe_server(app: UnsubscribeApp, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> WSGIServer:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from newsletter.inputs.folder import address_stem
+from newsletter.inputs.safefiles import OutputDir
 from newsletter.message.builder import Outgoing
 
 
@@ -14,27 +14,35 @@ def eml_name(address: str) -> str:
 
 
 class OutboxTransport:
-    """Writes each message to `folder/<address>.eml`, atomically (temp file, then rename)."""
+    """Writes each message to `folder/<address>.eml`, atomically (temp file, then rename).
+
+    The folder may have come with the campaign, links planted in it included: opening
+    refuses a linked folder or any link in it before a message is marked, and each
+    file is written no-follow (`newsletter.inputs.safefiles`).
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._out: OutputDir | None = None
 
     @property
     def connected(self) -> bool:
-        return self.folder.is_dir()
+        return self._out is not None
 
     def open(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self._out is None:
+            self._out = OutputDir(self.folder)
 
     def check(self, message: Outgoing) -> None:
         return None  # a folder takes any message
 
     def send(self, message: Outgoing) -> None:
-        target = self.folder / eml_name(message.envelope.recipient)
-        partial = target.with_name(target.name + ".part")
-        with partial.open("wb") as stream:
-            stream.write(message.data)
-        os.replace(partial, target)
+        if self._out is None:
+            self.open()
+        assert self._out is not None
+        self._out.write(eml_name(message.envelope.recipient), message.data)
 
     def close(self) -> None:
-        return None
+        if self._out is not None:
+            self._out.close()
+            self._out = None

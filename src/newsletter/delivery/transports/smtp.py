@@ -1,9 +1,10 @@
-"""Delivery over SMTP with smtplib: one persistent, verified connection per transport.
+"""Delivery over SMTP: one persistent, verified connection per transport.
 
-The transaction is driven step by step (MAIL, RCPT, DATA) rather than through
-`sendmail`, so that a broken connection tells whether the message data had
-already been handed over: before DATA it is safe to retry, after it the outcome
-is unknown and the journal must say so.
+The transaction is driven step by step (MAIL, RCPT, DATA) over our own wire
+client (`newsletter.delivery.transports.wire`), so that a broken connection tells
+whether the final dot had been written: before it, the relay cannot have the
+message and it is safe to retry; after it, the outcome is unknown and the journal
+must say so. Any reply out of order, malformed or late drops the connection.
 
 Security rules kept here, whatever the settings say:
 
@@ -11,10 +12,9 @@ Security rules kept here, whatever the settings say:
   to clear text when the server does not offer STARTTLS.
 - The password goes out in clear only with SMTP_SECURITY=none plus
   SMTP_ALLOW_PLAINTEXT_AUTH: `1` for a loopback host, `any` for another.
-- smtplib's debug output is never switched on: it prints the AUTH line, which
-  carries the password in base64. Every server reply that ends up in an error,
-  the journal or the terminal has the password scrubbed out, in case a server
-  echoes it.
+- No protocol trace is ever printed: it would carry the AUTH line. Every server
+  reply that ends up in an error, the journal or the terminal goes through
+  `Redactor.clean` (password in any form removed, control characters replaced).
 - A message the server has said it cannot take (over its SIZE, or needing
   SMTPUTF8 it does not offer) is refused before MAIL, with the reason.
 """
@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import smtplib
+import re
 import socket
 import ssl
 from collections.abc import Sequence
 
+from newsletter.delivery.transports.redact import Redactor
+from newsletter.delivery.transports.wire import Closed, ProtocolError, Reply, ReplyTimeout, Wire
 from newsletter.errors import ConnectionLost, RecipientRefused, SetupError
 from newsletter.inputs.settings import SMTPSettings
 from newsletter.message.builder import Outgoing
@@ -60,6 +62,46 @@ def _size_limit(value: str | None) -> int | None:
     return size if size > 0 else None
 
 
+QUIT_WAIT = 2.0  # seconds for the goodbye: nothing depends on it
+_EHLO_KEYWORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+
+
+def ehlo_features(reply: Reply) -> dict[str, str]:
+    """The extensions an EHLO reply offers (keyword, lower case → its parameters).
+
+    A line that is not an extension (RFC 5321 4.1.1.1: a keyword of letters, digits
+    and hyphens, then parameters) is a broken reply, not something to skip: a relay
+    that garbles EHLO cannot be trusted to keep its replies in order.
+    """
+    features: dict[str, str] = {}
+    for line in reply.lines[1:]:
+        if not line.strip():  # smtp-sink ends with a bare "250 ": nothing offered, nothing shifted
+            continue
+        keyword, _, params = line.strip().replace("=", " ", 1).partition(" ")  # old `AUTH=LOGIN`
+        if not _EHLO_KEYWORD.match(keyword):
+            raise ProtocolError(f"malformed EHLO line {line[:80]!r}")
+        key = keyword.lower()
+        features[key] = f"{features[key]} {params}".strip() if key in features else params.strip()
+    return features
+
+
+class _Refused(Exception):
+    """A reply of 4xx/5xx in a stage that allows refusals: the transaction ends, the connection stays."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+def _expect(reply: Reply, ok: tuple[int, ...], stage: str) -> Reply:
+    """`reply` if it is one of `ok`; _Refused for 4xx/5xx; ProtocolError for anything else."""
+    if reply.code in ok:
+        return reply
+    if reply.code >= 400:
+        raise _Refused(reply)
+    raise ProtocolError(f"{stage} answered {reply.code} where {'/'.join(map(str, ok))} was due")
+
+
 class SMTPTransport:
     """One SMTP connection; `open()` again after a ConnectionLost to reconnect.
 
@@ -71,44 +113,30 @@ class SMTPTransport:
     def __init__(self, settings: SMTPSettings, *, smtputf8_needed: Sequence[str] = ()) -> None:
         self.settings = settings
         self.smtputf8_needed = tuple(smtputf8_needed)
-        self._smtp: smtplib.SMTP | None = None
+        self._wire: Wire | None = None
+        self.features: dict[str, str] = {}
         self.max_size: int | None = None
         self.smtputf8 = False
-        self._secrets = self._secret_forms()
+        self.pipelining = False
+        password = settings.password.reveal() if settings.password else None
+        self._redactor = Redactor(password, settings.username)
 
-    # -- keeping the password out of every text --------------------------------
+    # -- errors, with the password kept out ---------------------------------------
 
-    def _secret_forms(self) -> tuple[str, ...]:
-        """The password as a server could echo it: plain, and base64 as AUTH PLAIN/LOGIN send it."""
-        s = self.settings
-        password = s.password.reveal() if s.password else ""
-        if not password:
-            return ()
-        user = s.username or ""
-        raw = password.encode("utf-8")
-        forms = {
-            password,
-            base64.b64encode(raw).decode("ascii"),
-            base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii"),
-        }
-        return tuple(sorted(forms, key=len, reverse=True))
-
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "********")
-        return text
-
-    def _text(self, reply: bytes | str) -> str:
-        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-        return self._scrub(" ".join(text.split()))
+    def _text(self, reply: Reply | str) -> str:
+        return self._redactor.clean(str(reply))
 
     def _setup_error(self, reason: str, code: int | None = None) -> SetupError:
-        return SetupError(self._scrub(reason), host=self.settings.host, port=self.settings.port, code=code)
+        return SetupError(self._redactor.clean(reason), host=self.settings.host, port=self.settings.port, code=code)
 
     def _lost(self, reason: str, *, data_sent: bool = False, code: int | None = None) -> ConnectionLost:
         self._drop()
         return ConnectionLost(
-            self._scrub(reason), host=self.settings.host, port=self.settings.port, data_sent=data_sent, code=code
+            self._redactor.clean(reason),
+            host=self.settings.host,
+            port=self.settings.port,
+            data_sent=data_sent,
+            code=code,
         )
 
     # -- connecting ---------------------------------------------------------------
@@ -131,10 +159,11 @@ class SMTPTransport:
 
     def open(self) -> None:
         self._check_plaintext_auth()
+        self._drop()
         try:
-            self._smtp = self._connect()
-            self._check_extensions(self._smtp)
-            self._authenticate(self._smtp)
+            self._wire = self._connect()
+            self._check_extensions()
+            self._authenticate(self._wire)
         except (SetupError, ConnectionLost):
             self._drop()
             raise
@@ -145,37 +174,49 @@ class SMTPTransport:
         except ssl.SSLError as exc:
             self._drop()
             raise self._setup_error(f"TLS failed: {exc.reason or exc}") from None
-        except smtplib.SMTPResponseException as exc:
+        except _Refused as exc:
             self._drop()
-            if 400 <= exc.smtp_code < 500:  # "too many connections", "try again later"
-                raise self._lost(self._text(exc.smtp_error), code=exc.smtp_code) from None
-            raise self._setup_error(self._text(exc.smtp_error), exc.smtp_code) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            self._drop()
-            raise self._lost(f"cannot connect: {exc}") from None
+            if 400 <= exc.reply.code < 500:  # "too many connections", "try again later"
+                raise self._lost(self._text(exc.reply), code=exc.reply.code) from None
+            raise self._setup_error(self._text(exc.reply), exc.reply.code) from None
+        except ReplyTimeout as exc:
+            raise self._lost(f"timed out: {exc}") from None
+        except Closed:
+            raise self._lost("the relay closed the connection") from None
+        except ProtocolError as exc:
+            raise self._lost(f"protocol error: {exc}") from None
+        except OSError as exc:
+            raise self._lost(f"cannot connect: {exc.strerror or exc}") from None
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> Wire:
         s = self.settings
-        # smtplib's debug output stays off: its trace includes the AUTH command.
+        wire = Wire.connect(s.host, s.port, s.timeout)
+        self._wire = wire  # so that a failure below closes it
         if s.security == "tls":
-            return smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=tls_context(s))
-        smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-        smtp.ehlo()
+            wire.start_tls(tls_context(s), s.host)
+        _expect(wire.reply(), (220,), "the greeting")
+        self.features = self._ehlo(wire)
         if s.security == "starttls":
-            if not smtp.has_extn("starttls"):
-                smtp.close()
+            if "starttls" not in self.features:
                 raise self._setup_error(
                     "the server does not offer STARTTLS; refusing to continue in clear text "
                     "(SMTP_SECURITY=tls for port 465, or none only for a trusted local relay)"
                 )
-            smtp.starttls(context=tls_context(s))
-            smtp.ehlo()
-        return smtp
+            wire.send(b"STARTTLS\r\n")
+            _expect(wire.reply(), (220,), "STARTTLS")
+            wire.start_tls(tls_context(s), s.host)
+            self.features = self._ehlo(wire)  # RFC 3207: forget what was said in clear
+        return wire
 
-    def _check_extensions(self, smtp: smtplib.SMTP) -> None:
-        smtp.ehlo_or_helo_if_needed()  # SMTP_SSL has not said EHLO yet
-        self.max_size = _size_limit(smtp.esmtp_features.get("size"))
-        self.smtputf8 = smtp.has_extn("smtputf8")
+    @staticmethod
+    def _ehlo(wire: Wire) -> dict[str, str]:
+        wire.send(f"EHLO {_local_name()}\r\n".encode("ascii"))
+        return ehlo_features(_expect(wire.reply(), (250,), "EHLO"))
+
+    def _check_extensions(self) -> None:
+        self.max_size = _size_limit(self.features.get("size")) if "size" in self.features else None
+        self.smtputf8 = "smtputf8" in self.features
+        self.pipelining = "pipelining" in self.features
         if self.smtputf8_needed and not self.smtputf8:
             shown = ", ".join(self.smtputf8_needed[:5])
             more = "..." if len(self.smtputf8_needed) > 5 else ""
@@ -185,30 +226,52 @@ class SMTPTransport:
                 "Remove those rows or use a relay that offers SMTPUTF8"
             )
 
-    def _authenticate(self, smtp: smtplib.SMTP) -> None:
+    def _authenticate(self, wire: Wire) -> None:
+        """One login with one mechanism (PLAIN, else LOGIN): a wrong password costs one failure
+        in the relay's log, not one per mechanism, which counts toward lock-outs."""
         s = self.settings
         if not s.username:
             return
-        if not smtp.has_extn("auth"):
+        if "auth" not in self.features:
             raise self._setup_error("SMTP_USERNAME is set but the server offers no AUTH")
         password = s.password.reveal() if s.password else ""
         if not (s.username.isascii() and password.isascii()):
-            # smtplib encodes AUTH as ASCII and would fail with the offending character in the error.
             raise self._setup_error(
-                "SMTP_USERNAME and SMTP_PASSWORD must be ASCII: Python's smtplib cannot send other characters"
+                "SMTP_USERNAME and SMTP_PASSWORD must be ASCII: relays differ in how they decode other characters"
             )
+        mechanisms = self.features["auth"].upper().split()
+        user, secret = s.username.encode(), password.encode()
         try:
-            smtp.login(s.username, password)
-        except smtplib.SMTPAuthenticationError as exc:
-            if 400 <= exc.smtp_code < 500:
+            if "PLAIN" in mechanisms:
+                token = base64.b64encode(b"\0" + user + b"\0" + secret)
+                wire.send(b"AUTH PLAIN " + token + b"\r\n")
+                reply = wire.reply()
+            elif "LOGIN" in mechanisms:
+                wire.send(b"AUTH LOGIN\r\n")
+                _expect(wire.reply(), (334,), "AUTH LOGIN")
+                wire.send(base64.b64encode(user) + b"\r\n")
+                _expect(wire.reply(), (334,), "AUTH LOGIN")
+                wire.send(base64.b64encode(secret) + b"\r\n")
+                reply = wire.reply()
+            else:
+                offered = " ".join(mechanisms) or "none"
+                raise self._setup_error(
+                    f"the server offers no login mechanism we speak (PLAIN, LOGIN); it offers {offered}"
+                )
+            if reply.code == 334:  # a challenge we did not expect: cancel the exchange (RFC 4954)
+                wire.send(b"*\r\n")
+                reply = wire.reply()
+            _expect(reply, (235,), "AUTH")
+        except _Refused as exc:
+            if 400 <= exc.reply.code < 500:
                 raise
             raise self._setup_error(
-                f"authentication failed for {s.username}: {self._text(exc.smtp_error)}", exc.smtp_code
+                f"authentication failed for {s.username}: {self._text(exc.reply)}", exc.reply.code
             ) from None
 
     @property
     def connected(self) -> bool:
-        return self._smtp is not None
+        return self._wire is not None
 
     # -- sending ------------------------------------------------------------------
 
@@ -232,92 +295,109 @@ class SMTPTransport:
             )
 
     def send(self, message: Outgoing) -> None:
-        smtp = self._smtp
-        if smtp is None:
+        """One transaction, every reply matched to its command (see the module docstring).
+
+        `ended` turns true just before the final dot is written: from then on the
+        relay may have the message, so a failure is `unknown`, never a retry.
+        """
+        wire = self._wire
+        if wire is None:
             raise self._lost("not connected")
         self.check(message)
+        ended = False
+        try:
+            wire.expect_silence()
+            try:
+                self._envelope(wire, message)
+                wire.expect_silence()  # nothing may come between 354 and our data
+                wire.send(_payload(message.data))
+                ended = True
+                wire.send(b".\r\n")
+                _expect(wire.reply(), (250,), "the end of the data")
+            except _Refused as exc:
+                if exc.reply.code == 421:  # the relay is closing this connection
+                    self._drop()
+                elif not ended:  # a refusal after the dot ends the transaction by itself
+                    self._reset(wire)
+                raise RecipientRefused(exc.reply.code, self._text(exc.reply.text)) from None
+            wire.expect_silence()  # a second reply to the dot: its 250 may not be its own
+        except ReplyTimeout as exc:
+            raise self._lost(f"timed out: {exc}", data_sent=ended) from None
+        except Closed:
+            raise self._lost("connection lost", data_sent=ended) from None
+        except ProtocolError as exc:
+            raise self._lost(f"protocol error: {exc}", data_sent=ended) from None
+        except OSError as exc:
+            raise self._lost(f"connection lost: {exc.strerror or exc}", data_sent=ended) from None
+
+    def _envelope(self, wire: Wire, message: Outgoing) -> None:
+        """MAIL, RCPT and DATA, in one write when the relay offers PIPELINING (RFC 2920);
+        returns once DATA got its 354, raises _Refused with the first refusal otherwise."""
         envelope = message.envelope
-        options: list[str] = ["SMTPUTF8", "BODY=8BITMIME"] if envelope.smtputf8 else []
+        options = " SMTPUTF8 BODY=8BITMIME" if envelope.smtputf8 else ""
         if self.max_size is not None:
-            options.append(f"SIZE={len(message.data)}")  # RFC 1870: the server may refuse at once
-        data_sent = False
-        code: int
-        reply: bytes | str
-        try:
-            if smtp.has_extn("pipelining") and not envelope.smtputf8:
-                code, reply = self._pipelined_commands(smtp, message, options)
-                if code == 354:
-                    data_sent = True
-                    code, reply = self._pipelined_data(smtp, message)
-            else:
-                code, reply = smtp.mail(envelope.sender, options)
-                if code == 250:
-                    code, reply = smtp.rcpt(envelope.recipient)
-                if code in (250, 251):
-                    data_sent = True
-                    code, reply = smtp.data(message.data)
-        except smtplib.SMTPDataError as exc:  # DATA itself refused, before any data went
-            code, reply, data_sent = exc.smtp_code, exc.smtp_error, False
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
-            reason = "timed out" if isinstance(exc, socket.timeout | TimeoutError) else "connection lost"
-            raise self._lost(f"{reason}: {exc}" if str(exc) else reason, data_sent=data_sent) from None
-        if code == 250:
+            options += f" SIZE={len(message.data)}"  # RFC 1870: the server may refuse at once
+        commands = (
+            f"MAIL FROM:<{envelope.sender}>{options}\r\n".encode(),
+            f"RCPT TO:<{envelope.recipient}>\r\n".encode(),
+            b"DATA\r\n",
+        )
+        stages = (((250,), "MAIL"), ((250, 251), "RCPT"), ((354,), "DATA"))
+        if not self.pipelining:
+            for command, (ok, stage) in zip(commands, stages, strict=True):
+                if command is not commands[0]:
+                    wire.expect_silence()
+                wire.send(command)
+                _expect(wire.reply(), ok, stage)
             return
-        if code == 421 or code < 0:
-            self._drop()
-        else:
-            self._reset()
-        raise RecipientRefused(code, self._text(reply))
+        wire.send(b"".join(commands))
+        replies = [wire.reply() for _ in commands]
+        refusal: _Refused | None = None
+        for reply, (ok, stage) in zip(replies, stages, strict=True):
+            try:
+                _expect(reply, ok, stage)
+            except _Refused as exc:
+                refusal = refusal or exc
+        if refusal is None:
+            return
+        if replies[2].code == 354:  # DATA accepted although MAIL or RCPT failed: end the empty message
+            wire.send(b".\r\n")
+            wire.reply()
+        raise refusal
 
-    @staticmethod
-    def _pipelined_commands(smtp: smtplib.SMTP, message: Outgoing, options: list[str]) -> tuple[int, bytes]:
-        """MAIL, RCPT and DATA in one write (RFC 2920): two round trips a message, not four.
-
-        Returns (354, ...) when the data may follow, else the first failing reply.
-        """
-        envelope = message.envelope
-        extra = (" " + " ".join(options)) if options else ""
-        smtp.send(f"MAIL FROM:<{envelope.sender}>{extra}\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n")
-        mail, rcpt, data = smtp.getreply(), smtp.getreply(), smtp.getreply()
-        expected = ((mail, (250,)), (rcpt, (250, 251)), (data, (354,)))
-        failure = next((reply for reply, ok in expected if reply[0] not in ok), None)
-        if failure is None:
-            return data
-        if data[0] == 354:  # a server that took DATA anyway: end the empty message (reset follows)
-            smtp.send(b".\r\n")
-            smtp.getreply()
-        return failure
-
-    @staticmethod
-    def _pipelined_data(smtp: smtplib.SMTP, message: Outgoing) -> tuple[int, bytes]:
-        """The message itself after the 354, dot-stuffed, and the relay's final reply."""
-        payload = dot_stuffed(message.data)
-        # One write: the data and its terminator in separate writes meet Nagle's algorithm
-        # and the peer's delayed ACK, which costs tens of milliseconds a message.
-        smtp.send(payload + (b".\r\n" if payload.endswith(b"\r\n") else b"\r\n.\r\n"))
-        return smtp.getreply()
-
-    def _reset(self) -> None:
+    def _reset(self, wire: Wire) -> None:
         """A clean transaction for the next message, or a fresh connection if RSET fails."""
-        if self._smtp is None:
-            return
         try:
-            self._smtp.rset()
-        except (OSError, smtplib.SMTPException):
+            wire.expect_silence()
+            wire.send(b"RSET\r\n")
+            if wire.reply().code != 250:
+                self._drop()
+        except (OSError, ProtocolError):
             self._drop()
 
     def _drop(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        if smtp is not None:
-            with contextlib.suppress(OSError):
-                smtp.close()
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            wire.close()
 
     def close(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        if smtp is None:
+        wire, self._wire = self._wire, None
+        if wire is None:
             return
-        try:
-            smtp.quit()
-        except (OSError, smtplib.SMTPException):
-            with contextlib.suppress(OSError):
-                smtp.close()
+        wire.timeout = min(wire.timeout, QUIT_WAIT)  # a stop must not wait a full timeout for "221"
+        with contextlib.suppress(OSError, ProtocolError):
+            wire.send(b"QUIT\r\n")
+            wire.reply()
+        wire.close()
+
+
+def _payload(data: bytes) -> bytes:
+    """The message dot-stuffed and ending in a line break, without the final dot."""
+    payload = dot_stuffed(data)
+    return payload if payload.endswith(b"\r\n") else payload + b"\r\n"
+
+
+def _local_name() -> str:
+    """The name we give in EHLO: this machine's, when it is a plain ASCII host name."""
+    name = socket.getfqdn()
+    return name if name.isascii() and re.fullmatch(r"[A-Za-z0-9.-]+", name) else "localhost"

@@ -5,15 +5,25 @@ come from a fixed table of package resources and everything else is rendered
 from the campaign, so there is nothing to traverse to. Requests whose Host is not
 127.0.0.1 or localhost are refused, which keeps a web page on another site from
 reaching the server through DNS rebinding. The email's HTML is served under a
-Content-Security-Policy sandbox with no scripts, whatever the templates contain.
+Content-Security-Policy sandbox with no scripts, whatever the templates contain,
+and with nothing fetched from elsewhere (images, CSS `url()`, fonts, media,
+prefetches) until the page's "Load remote images" asks for it, as mail clients do.
+
+A connection costs a thread, so none may be held for free: a connection idle for
+`idle_seconds` is closed, and a request whose line and headers have not all
+arrived `request_seconds` after the server started waiting for it is cut off,
+however slowly its bytes drip in. A GET or HEAD carrying a body is refused and
+its connection closed: the body is never read as a second request.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,13 +45,27 @@ PAGE_CSP = (
     "connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'"
 )
-# The email may load its remote images and fonts, as in an inbox; it may never run
-# a script, submit a form or navigate the page around it.
-EMAIL_CSP = (
-    "sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; "
-    "img-src http: https: data: cid:; style-src 'unsafe-inline'; font-src http: https: data:; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
-)
+
+
+def email_csp(*, remote: bool) -> str:
+    """The email frame's policy: never a script, a form or navigating the page around it.
+
+    Nothing comes from another host (a remote image tells the sender that, when and
+    from where the preview was opened) unless `remote`: the page's "Load remote
+    images", as in an inbox. `default-src 'none'` covers what has no directive of
+    its own here, prefetches included.
+    """
+    web = "http: https: " if remote else ""
+    media = "http: https:" if remote else "'none'"
+    return (
+        "sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; "
+        f"img-src {web}data: cid:; style-src {web}'unsafe-inline'; font-src {web}data:; media-src {media}; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+    )
+
+
+EMAIL_CSP = email_csp(remote=False)
+EMAIL_CSP_REMOTE = email_csp(remote=True)
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -97,8 +121,8 @@ class Routes:
 
     def recipients(self, query: Query) -> Response:
         state = self.live.state()
-        if state.index is None:
-            return json_response({"count": 0, "total": 0, "matches": [], "truncated": False})
+        if state.index is None:  # the list could not be read: the page says so, not "no valid recipient"
+            return json_response({"count": 0, "total": 0, "matches": [], "truncated": False, "unavailable": True})
         return json_response(recipients_payload(state.index, _param(query, "q") or ""))
 
     def _position(self, state: State, query: Query) -> int | None:
@@ -131,9 +155,9 @@ class Routes:
         if isinstance(found, Response):
             return found
         _, html, _ = found
-        return Response(
-            HTTPStatus.OK, html.encode("utf-8"), "text/html; charset=utf-8", {"Content-Security-Policy": EMAIL_CSP}
-        )
+        csp = EMAIL_CSP_REMOTE if _param(query, "remote") == "1" else EMAIL_CSP
+        headers = {"Content-Security-Policy": csp}
+        return Response(HTTPStatus.OK, html.encode("utf-8"), "text/html; charset=utf-8", headers)
 
     def eml(self, query: Query) -> Response:
         found = self._rendition_data(query)
@@ -153,11 +177,32 @@ class PreviewHandler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.idle_seconds)  # on every read: an idle client is let go
+
+    def handle_one_request(self) -> None:
+        self.server.deadlines.watch(self.connection, self.server.request_seconds)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.deadlines.forget(self.connection)
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the headers too: the request is in, however slowly
+        self.server.deadlines.forget(self.connection)
+        return parsed
+
     def do_GET(self) -> None:
         self._answer(head=False)
 
     def do_HEAD(self) -> None:
         self._answer(head=True)
+
+    def _has_body(self) -> bool:
+        """A Content-Length other than 0, or any Transfer-Encoding: GET and HEAD carry no body here."""
+        lengths = self.headers.get_all("Content-Length") or []
+        return bool(self.headers.get_all("Transfer-Encoding")) or any(value.strip() != "0" for value in lengths)
 
     def _refuse_method(self) -> None:
         response = problem(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD are allowed")
@@ -171,6 +216,16 @@ class PreviewHandler(BaseHTTPRequestHandler):
         host = self.headers.get("Host", "")
         name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
         return name.lower() in ALLOWED_HOSTS and port in ("", str(self.server.port))
+
+    def _discard_input(self) -> None:
+        """Read and drop what the client sent after the headers, briefly, so that closing the
+        connection with unread bytes does not reset it before the refusal is read."""
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            self.connection.settimeout(0.2)
+            for _ in range(16):
+                if not self.connection.recv(65536):
+                    break
 
     def _route(self) -> Response:
         if not self._host_allowed():
@@ -192,6 +247,14 @@ class PreviewHandler(BaseHTTPRequestHandler):
             )
 
     def _answer(self, *, head: bool) -> None:
+        if self._has_body():
+            # Never read: whatever follows the headers could be taken for a second request.
+            self.close_connection = True
+            response = problem(HTTPStatus.BAD_REQUEST, "a GET or HEAD request must not carry a body")
+            response.headers["Connection"] = "close"
+            self._send(response, head=head)
+            self._discard_input()
+            return
         try:
             response = self._route()
         except Exception as exc:  # a bug must cost one request, not the preview
@@ -226,15 +289,52 @@ class PreviewHandler(BaseHTTPRequestHandler):
         """Quiet: the page polls every second and the terminal is the user's."""
 
 
+class Deadlines:
+    """Connections that must finish sending a request by a time; the server's loop cuts off the late."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._due: dict[socket.socket, float] = {}
+
+    def watch(self, connection: socket.socket, seconds: float) -> None:
+        with self._lock:
+            self._due[connection] = time.monotonic() + seconds
+
+    def forget(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._due.pop(connection, None)
+
+    def expire(self) -> int:
+        """Shut down every connection past its time (its thread's read returns at once); how many."""
+        now = time.monotonic()
+        with self._lock:
+            late = [connection for connection, due in self._due.items() if due <= now]
+            for connection in late:
+                del self._due[connection]
+        for connection in late:
+            with contextlib.suppress(OSError):  # already closed by its handler
+                connection.shutdown(socket.SHUT_RDWR)
+        return len(late)
+
+
 class PreviewServer(ThreadingHTTPServer):
     """A threaded HTTP server bound to 127.0.0.1 only; `port=0` takes any free port."""
 
     daemon_threads = True
     address_family = socket.AF_INET
+    request_queue_size = 128  # a page opening several requests at once is never refused
+    idle_seconds = 5.0  # a connection waiting this long for its next byte is closed
+    request_seconds = 10.0  # a request line and headers not all in by then are cut off
 
     def __init__(self, live: LiveCampaign, *, port: int = 0) -> None:
         self.routes = Routes(live)
+        self.deadlines = Deadlines()
         super().__init__((HOST, port), PreviewHandler)
+
+    def service_actions(self) -> None:
+        """Called by `serve_forever` between requests and at least every poll interval."""
+        super().service_actions()
+        self.deadlines.expire()
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind asks DNS for the host's full name; loopback needs no lookup.

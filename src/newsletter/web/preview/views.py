@@ -7,7 +7,8 @@ client shows them, so the page shows what was built rather than what was meant.
 from __future__ import annotations
 
 from email import message_from_bytes, policy
-from email.headerregistry import AddressHeader
+from email.header import decode_header, make_header
+from email.headerregistry import Address, AddressHeader
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -71,25 +72,51 @@ def recipients_payload(index: RecipientIndex, query: str) -> dict[str, Any]:
         "total": total,
         "matches": [recipient_payload(index, position) for position in positions],
         "truncated": total > len(positions),
+        "unavailable": False,
     }
 
 
-def _mailboxes(header: Any) -> list[dict[str, str]]:
+def _mailboxes(header: Any, raw: str | None) -> list[dict[str, str]]:
     if not isinstance(header, AddressHeader):
         return []
-    return [{"name": a.display_name, "address": a.addr_spec} for a in header.addresses]
+    boxes = [{"name": a.display_name, "address": a.addr_spec} for a in header.addresses]
+    if len(boxes) == 1 and raw is not None:
+        boxes[0]["name"] = _client_name(raw, boxes[0]["name"])
+    return boxes
+
+
+def _client_name(raw: str, parsed: str) -> str:
+    """The display name as mail clients decode it: RFC 2047 6.2, white space between encoded words dropped.
+
+    `policy.default` puts a space there inside a display name (CPython gh-128110), so a
+    long name split into several encoded words would show with a doubled space.
+    """
+    phrase = raw.replace("\r", "").replace("\n", "").rpartition("<")[0].strip()
+    if "=?" not in phrase:
+        return parsed
+    try:
+        return str(make_header(decode_header(phrase)))
+    except (ValueError, LookupError):  # not our own encoding: the parser's reading will do
+        return parsed
 
 
 def headers_payload(data: bytes) -> dict[str, Any]:
     """The headers a client shows, decoded (RFC 2047 names become readable text)."""
     message = message_from_bytes(data, policy=policy.default)
     assert isinstance(message, EmailMessage)
+    raw = {name.lower(): str(value) for name, value in message.raw_items()}
     shown = {name: (str(message[name]) if message[name] is not None else None) for name in SHOWN_HEADERS}
+    boxes = {name: _mailboxes(message[name], raw.get(name.lower())) for name in ("From", "To", "Reply-To")}
+    for name, found in boxes.items():
+        if len(found) == 1 and message[name] is not None:
+            [box] = found
+            username, _, domain = box["address"].rpartition("@")
+            shown[name] = str(Address(display_name=box["name"], username=username, domain=domain))
     return {
         "subject": str(message["Subject"] or ""),
         "headers": shown,
-        "from": _mailboxes(message["From"]),
-        "to": _mailboxes(message["To"]),
+        "from": boxes["From"],
+        "to": boxes["To"],
     }
 
 

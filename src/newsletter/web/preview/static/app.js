@@ -17,6 +17,7 @@
     query: "",
     tab: "html",
     width: "desktop",
+    remote: false, // remote images, styles and fonts in the email: off until asked for
     frameUrl: null,
     previous: null,
     next: null,
@@ -86,6 +87,7 @@
     setText($("recipient-count"), campaign.recipients ? `· ${campaign.recipients.toLocaleString()}` : "");
     showRecipient(data);
     showError(data.error);
+    if (!data.message) setDownload(null);
     if (data.message) {
       showEnvelope(data.message, data.recipient);
       showBodies(data.message, data.recipient);
@@ -97,7 +99,7 @@
       $("stale").hidden = !hadContent;
       $("pane-html").classList.toggle("is-stale", hadContent);
     }
-    showChecks(data.checks, data.scan_note);
+    showChecks(data.checks, data.scan_note, data.error);
   }
 
   function showRecipient(data) {
@@ -142,10 +144,25 @@
     if (unsubscribe && headers["List-Unsubscribe-Post"]) unsubscribe += "  (one-click)";
     setHeader($("h-list-unsubscribe"), unsubscribe, "missing", true);
     setHeader($("h-list-id"), headers["List-Id"], "none");
-    const download = $("download");
-    download.href = `/message.eml?email=${encodeURIComponent(recipient.email)}`;
-    download.setAttribute("download", `${recipient.email}.eml`);
+    setDownload(recipient.email);
     setText($("sizes"), `HTML ${kilobytes(message.html_bytes)} · message ${kilobytes(message.message_bytes)}`);
+  }
+
+  // The .eml of the message shown, or nothing at all: a link with no message behind it
+  // would save the page itself (as download.html).
+  function setDownload(email) {
+    const download = $("download");
+    if (email) {
+      download.href = `/message.eml?email=${encodeURIComponent(email)}`;
+      download.setAttribute("download", `${email}.eml`);
+      download.removeAttribute("aria-disabled");
+      download.title = "The message as it will be sent, to open in a mail client";
+    } else {
+      download.removeAttribute("href");
+      download.removeAttribute("download");
+      download.setAttribute("aria-disabled", "true");
+      download.title = "The message can be downloaded once it renders";
+    }
   }
 
   function setHeader(element, value, absent, warn) {
@@ -157,7 +174,8 @@
   function showBodies(message, recipient) {
     setText($("pane-text"), message.text);
     setText($("pane-source"), message.source);
-    const url = `/message.html?email=${encodeURIComponent(recipient.email)}&v=${encodeURIComponent(state.version)}`;
+    const remote = state.remote ? "&remote=1" : "";
+    const url = `/message.html?email=${encodeURIComponent(recipient.email)}&v=${encodeURIComponent(state.version)}${remote}`;
     if (url !== state.frameUrl) {
       state.frameUrl = url;
       $("frame").src = url;
@@ -207,7 +225,7 @@
 
   const LEVEL_NAMES = { error: ["error", "errors"], warning: ["warning", "warnings"], info: ["note", "notes"] };
 
-  function showChecks(checks, note) {
+  function showChecks(checks, note, error) {
     const counts = $("check-counts");
     const list = $("check-list");
     counts.replaceChildren();
@@ -219,7 +237,11 @@
       const [one, many] = LEVEL_NAMES[level];
       counts.append(el("span", `badge badge-${level}`, `${count} ${count === 1 ? one : many}`));
     }
-    if (items.length === 0) {
+    if (items.length === 0 && error) {
+      // Nothing could be checked: saying "All clear" beside an error would be false.
+      counts.append(el("span", "badge badge-muted", "Not checked"));
+      list.append(el("li", "check", "The checks run once the campaign loads: see the error above."));
+    } else if (items.length === 0) {
       counts.append(el("span", "badge badge-ok", "All clear"));
       list.append(el("li", "check check-ok", "No problems found in this message."));
     }
@@ -271,7 +293,8 @@
       list.append(item);
     }
     let note = "";
-    if (data.count === 0) note = "No valid recipient in the list.";
+    if (data.unavailable) note = "The recipient list could not be read: see the error on the right.";
+    else if (data.count === 0) note = "No valid recipient in the list.";
     else if (data.total === 0) note = `No recipient matches “${state.query}”.`;
     else if (data.truncated) note = `Showing the first ${data.matches.length} of ${data.total.toLocaleString()} matches; type to narrow.`;
     else if (state.query) note = `${data.total.toLocaleString()} of ${data.count.toLocaleString()} recipients match.`;
@@ -306,6 +329,15 @@
     $("pane-text").hidden = tab !== "text";
     $("pane-source").hidden = tab !== "source";
     $("widths").classList.toggle("is-hidden", tab !== "html");
+  }
+
+  function showRemote(remote) {
+    state.remote = remote;
+    $("remote").setAttribute("aria-pressed", String(remote));
+    if (state.frameUrl) {
+      state.frameUrl = state.frameUrl.replace(/&remote=1$/, "") + (remote ? "&remote=1" : "");
+      $("frame").src = state.frameUrl;
+    }
   }
 
   function showWidth(width) {
@@ -355,6 +387,10 @@
         $("search").value = "";
         onSearch();
       }
+    });
+    $("remote").addEventListener("click", () => showRemote(!state.remote));
+    $("download").addEventListener("click", (event) => {
+      if (!$("download").hasAttribute("href")) event.preventDefault();
     });
     $("prev").addEventListener("click", () => select(state.previous));
     $("next").addEventListener("click", () => select(state.next));

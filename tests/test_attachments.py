@@ -223,8 +223,8 @@ def test_check_warns_about_attachment_traffic_for_a_large_list(campaign: Path) -
     result = invoke("--campaign", str(campaign), "check")
     assert result.exit_code == 0, result.output
     assert (
-        "warning: attachments (book.pdf): 2.0 MB × 600 recipients = 1.2 GB through your relay "
-        "(1.6 GB once encoded); consider a download link instead"
+        "warning: attachments (book.pdf): 2.0 MiB × 600 recipients = 1.2 GiB through your relay "
+        "(1.6 GiB once encoded); consider a download link instead"
     ) in result.output
 
 
@@ -233,8 +233,8 @@ def test_check_warns_about_a_message_too_large_for_most_relays(campaign: Path) -
     set_front_matter(campaign, 'attachments = ["book.pdf"]')
     result = invoke("--campaign", str(campaign), "check")
     assert result.exit_code == 0, result.output
-    assert "warning: the largest message is 15 MB: many relays refuse messages over 10 MB" in result.output
-    assert "info: attachments (book.pdf): 11 MB × 12 recipients = 132 MB" in result.output
+    assert "warning: the largest message is 15.1 MiB: many relays refuse messages over 10 MiB" in result.output
+    assert "info: attachments (book.pdf): 11.0 MiB × 12 recipients = 132.0 MiB" in result.output
 
 
 def test_check_smtp_compares_the_message_with_the_relays_size(campaign: Path) -> None:
@@ -246,7 +246,7 @@ def test_check_smtp_compares_the_message_with_the_relays_size(campaign: Path) ->
         assert small.messages == []  # asking sends nothing
     assert result.exit_code == 2
     assert "error: the largest message is" in result.output
-    assert "the relay accepts at most 49 KB (50,000 bytes, its SIZE)" in result.output
+    assert "the relay accepts at most 48.8 KiB (50,000 bytes, its SIZE)" in result.output
     with running_server() as roomy:
         write_env(campaign, roomy.env())
         result = invoke("--campaign", str(campaign), "check", "--smtp")

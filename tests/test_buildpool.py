@@ -27,6 +27,11 @@ def test_child_built_messages_match_and_keep_the_list_order(campaign: Path) -> N
 
 def test_errors_come_back_as_values_with_their_location(campaign: Path) -> None:
     (campaign / "recipients.csv").write_text("email,name\nann@example.org,Ann\n", encoding="utf-8")
+    template = campaign / "templates" / "announcement.html"  # a column the list lacks, printed with no fallback
+    template.write_text(
+        template.read_text(encoding="utf-8").replace('recipient.name or "colleague"', "recipient.department"),
+        encoding="utf-8",
+    )
     project = api.load_project(campaign, environ={})
     report = preflight(project)
     assert len(report.template_errors) == 1

@@ -11,7 +11,7 @@ from newsletter.checks.message import GMAIL_CLIP_BYTES, Finding, check_campaign,
 from tests.conftest import invoke, write_env
 
 UNSUBSCRIBE = {
-    "NEWSLETTER_UNSUBSCRIBE_URL": "https://example.org/unsubscribe?email={email}&token={token}",
+    "NEWSLETTER_UNSUBSCRIBE_URL": "https://example.org/unsubscribe?address={email}&token={token}",
     "NEWSLETTER_SECRET": "a-long-random-secret-for-tests",
 }
 
@@ -106,7 +106,7 @@ def test_html_over_gmail_clipping_limit(campaign: Path) -> None:
     plant(campaign, "<p>" + "padding text " * (GMAIL_CLIP_BYTES // 12) + "</p>")
     [finding] = findings(campaign)
     assert finding.code == "gmail-clipping"
-    assert "102 KB" in finding.message
+    assert "102 KiB" in finding.message
 
 
 def test_html_near_gmail_clipping_limit(campaign: Path) -> None:
@@ -136,7 +136,7 @@ def test_missing_field_is_reported_once_with_template_line_and_first_recipient(c
     [finding] = scan_recipients(project)
     assert (finding.level, finding.code) == ("error", "missing-field")
     assert finding.path == "templates/announcement.html" and finding.line == 5
-    assert "no field 'department'" in finding.message
+    assert "uses recipient.department, but recipients.csv has no 'department' column" in finding.message
     assert finding.recipient == "anna.petrova@academy.example.org, recipients line 2"
     assert "11 recipients affected" in finding.message  # sofia.gonzalez has no organization: the if skips it
 
@@ -146,7 +146,7 @@ def test_scan_stops_after_a_few_failures_on_a_large_list(campaign: Path) -> None
     (campaign / "recipients.csv").write_text("email,name,organization\n" + rows, encoding="utf-8")
     template = campaign / "templates" / "announcement.html"
     text = template.read_text(encoding="utf-8")
-    template.write_text(text.replace("recipient.name", "recipient.title"), encoding="utf-8")
+    template.write_text(text.replace('recipient.name or "colleague"', "recipient.title"), encoding="utf-8")
     [finding] = scan_recipients(api.load_project(campaign, environ={}), failures=20)
     assert "at least 20 recipients affected" in finding.message
 

@@ -133,7 +133,7 @@ def test_check_passes_the_configured_example_without_a_warning(campaign: Path) -
     assert result.exit_code == 0, result.output
     assert "All checks passed." in result.output
     assert "warning" not in result.output
-    assert re.search(r"largest message\s+1\d\.\d KB", result.output)
+    assert re.search(r"largest message\s+1\d\.\d KiB", result.output)
 
 
 def test_check_warns_about_a_120_kb_html_body_gmail_would_clip(campaign: Path) -> None:
@@ -143,7 +143,7 @@ def test_check_warns_about_a_120_kb_html_body_gmail_would_clip(campaign: Path) -
     path.write_text(path.read_text(encoding="utf-8") + "\n" + paragraph * 1600 + "\n", encoding="utf-8")
     result = invoke("--campaign", str(campaign), "check")
     assert result.exit_code == 0, result.output
-    match = re.search(r"warning: the HTML is (\d+\.\d) KB: Gmail clips messages over 102 KB", result.output)
+    match = re.search(r"warning: the HTML is (\d+\.\d) KiB: Gmail clips messages over 102 KiB", result.output)
     assert match is not None, result.output
     assert 118 < float(match.group(1)) < 140
 

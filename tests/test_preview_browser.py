@@ -216,7 +216,7 @@ def test_broken_template_shows_file_and_line_then_recovers(page: Page, campaign:
 
 
 def test_missing_field_names_the_recipient(page: Page, campaign: Path) -> None:
-    edit(campaign / "templates" / "announcement.html", "recipient.name or", "recipient.nickname or")
+    edit(campaign / "templates" / "announcement.html", 'recipient.name or "colleague"', "recipient.nickname")
     expect(page.locator("#error-where")).to_have_text(
         "templates/announcement.html, line 3 — rendering for anna.petrova@academy.example.org, recipients line 2"
     )
@@ -247,7 +247,7 @@ def test_screenshot_for_the_readme(browser: Browser, campaign: Path, tmp_path: P
     write_env(
         campaign,
         {
-            "NEWSLETTER_UNSUBSCRIBE_URL": "https://example.org/unsubscribe?email={email}&token={token}",
+            "NEWSLETTER_UNSUBSCRIBE_URL": "https://example.org/unsubscribe?address={email}&token={token}",
             "NEWSLETTER_SECRET": "example-secret-for-the-screenshot",
         },
     )

@@ -351,7 +351,12 @@ def test_cli_serves_until_interrupted(campaign: Path) -> None:
             assert data["message"]["text"].startswith("Dear Ольга Смирнова,")
         finally:
             process.send_signal(signal.SIGINT)
-            output, _ = process.communicate(timeout=10)
+            try:
+                output, _ = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:  # fail, not hang: Popen's exit waits with no timeout
+                process.kill()
+                output, _ = process.communicate(timeout=10)
+                pytest.fail(f"the server did not stop on SIGINT:\n{output}")
     assert process.returncode == 0, output
     assert "Stopped." in output and "Traceback" not in output
 

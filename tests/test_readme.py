@@ -38,7 +38,8 @@ def test_quickstart_main_job_delivers_every_example_recipient_to_the_outbox(tmp_
     words = shlex.split(main_job.split("&&")[-1])
     assert words[0].endswith("newsletter")
     done = subprocess.run(
-        [sys.executable, "-m", "newsletter", *words[1:]], cwd=tmp_path, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "newsletter", *words[1:]], cwd=tmp_path, capture_output=True, text=True, check=False,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert "outbox" in done.stdout
@@ -61,13 +62,15 @@ def test_the_python_example_checks_and_sends_the_campaign_in_this_folder(tmp_pat
     shutil.copyfile(tmp_path / "recipients.example.csv", tmp_path / "recipients.csv")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no SMTP_HOST: the outbox
     done = subprocess.run(
-        [sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, check=False, env=env
+        [sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, check=False, env=env,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     listed = len((tmp_path / "recipients.csv").read_text(encoding="utf-8").splitlines()) - 1
     assert done.stdout.strip() == f"{listed} sent, 0 failed, 0 done before"
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == listed
     again = subprocess.run(
-        [sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, check=False, env=env
+        [sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, check=False, env=env,
+        timeout=300,
     )
     assert again.stdout.strip() == f"0 sent, 0 failed, {listed} done before"

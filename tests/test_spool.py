@@ -44,7 +44,9 @@ def test_a_large_file_is_compressed_and_reads_back_the_same(campaign: Path) -> N
 
 
 def test_a_folder_left_by_a_killed_run_is_removed_and_a_live_ones_kept(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, timeout=60
+    )
     dead = tmp_path / f"{PREFIX}{int(done.stdout)}-abc"
     live = tmp_path / f"{PREFIX}{os.getpid()}-def"
     for folder in (dead, live):

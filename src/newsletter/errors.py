@@ -80,7 +80,11 @@ class RecipientsError(InputError):
 
 
 class TemplateError(InputError):
-    """A template failed to load or render; `recipient_line` names the CSV row."""
+    """A template failed to load or render; `recipient` names the CSV row.
+
+    `code` is the check's finding code: `missing-field` when a field the template
+    prints is not there, else `template-error`.
+    """
 
     def __init__(
         self,
@@ -89,12 +93,16 @@ class TemplateError(InputError):
         path: Path | str | None = None,
         line: int | None = None,
         recipient: str | None = None,
+        code: str = "template-error",
     ) -> None:
         self.recipient = recipient
+        self.code = code
         super().__init__(reason, path=path, line=line)
 
     def __str__(self) -> str:
         text = super().__str__()
+        if self.path is not None and self.path.is_absolute() and self.path.parent.name == "templates":
+            text = f"templates/{text}"  # as the user finds the file: templates/announcement.html:3
         return f"{text} (rendering for {self.recipient})" if self.recipient else text
 
 

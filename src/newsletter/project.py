@@ -156,6 +156,6 @@ def load_project(
         settings=settings,
         campaign=campaign,
         recipients=source.rows(),
-        renderer=Renderer(campaign, links=links, private=private),
+        renderer=Renderer(campaign, links=links, private=private, list_name=source.recipients_path.name),
         builder=builder,
     )

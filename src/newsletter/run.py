@@ -287,9 +287,12 @@ def _deliver(
         stop=stop,
     )
     summary = plan.summary
-    summary.started = time.monotonic()  # the rate shown is the send's, not the check's
     done = summary.already_done
-    return engine.run(spool.messages(), total=summary.planned + done, done=done, summary=summary)
+    try:
+        return engine.run(spool.messages(), total=summary.planned + done, done=done, summary=summary)
+    finally:
+        if summary.elapsed > 0:  # the sending phase ran: `status` reports its rate as the summary did
+            journal.record_run(started_at=time.time() - summary.elapsed, elapsed=summary.elapsed, sent=summary.sent)
 
 
 def send_test(project: Project, to: str, *, email: str | None = None) -> Outgoing:
@@ -325,6 +328,7 @@ class Status:
     span: tuple[float, float] | None  # first and last handover
     listed: int | None  # valid recipients in the list; None when there is no list
     plan: Summary | None  # what a send now would skip (suppressed...); None without a list
+    last_run: tuple[float, float, int] | None = None  # the latest run's start, seconds and messages sent
 
     @property
     def pending(self) -> int | None:
@@ -345,6 +349,7 @@ def status(project: Project) -> Status:
     counts: dict[str, int] = {}
     problems: list[Entry] = []
     span: tuple[float, float] | None = None
+    last_run: tuple[float, float, int] | None = None
     with contextlib.ExitStack() as stack:
         try:
             journal: Journal | None = stack.enter_context(project.journal(create=False))
@@ -354,6 +359,7 @@ def status(project: Project) -> Status:
             counts = journal.counts()
             problems = journal.entries((*PROBLEMS, SENDING))
             span = journal.span() if counts.get(SENT) else None
+            last_run = journal.last_run()
             if counts.get(SENDING) and not journal.sender_alive():
                 counts[UNKNOWN] = counts.get(UNKNOWN, 0) + counts.pop(SENDING)
                 problems = [replace(e, state=UNKNOWN) if e.state == SENDING else e for e in problems]
@@ -361,4 +367,4 @@ def status(project: Project) -> Status:
         if project.recipients.path.is_file():
             plan = Plan(journal, SendOptions(), unsubscribed=read_unsubscribed(project.source.unsubscribed))
             listed = sum(1 for _ in plan.mark(project.recipients.recipients()))
-    return Status(counts, problems, span, listed, plan.summary if plan is not None else None)
+    return Status(counts, problems, span, listed, plan.summary if plan is not None else None, last_run)

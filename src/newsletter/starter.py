@@ -10,8 +10,21 @@ import shutil
 from pathlib import Path
 
 from newsletter.errors import ConfigError, NewsletterError
+from newsletter.inputs.folder import ENV_FILE, OUTBOX, PREVIEW, RECIPIENTS, STATE_DIR, UNSUBSCRIBED
 
 STARTER_FILES = ("announcement.md", "templates", "recipients.example.csv", ".env.example")
+GITIGNORE = ".gitignore"
+
+# What a campaign folder keeps out of git, so that "git ignores .env" (README,
+# .env.example) holds in a folder `init` made, not only in this project's own.
+# unsubscribed.csv is deliberately not ignored: a clone without it would mail the
+# people who asked to stop, while a clone without recipients.csv only cannot send.
+IGNORED = (ENV_FILE, RECIPIENTS, f"{OUTBOX}/", f"{PREVIEW}/", f"{STATE_DIR}/")
+_GITIGNORE_HEAD = f"""\
+# Written by `newsletter init`: secrets, the list and what the tool writes stay out of git.
+# {UNSUBSCRIBED} is kept on purpose (a copy without it would mail people who unsubscribed);
+# if this repository is shared beyond those who send, ignore it too and keep it safe elsewhere.
+"""
 
 
 def starter_root() -> Path:
@@ -38,4 +51,28 @@ def init_campaign(folder: Path) -> list[Path]:
         else:
             shutil.copyfile(source, target)
         written.append(target)
+    if _write_gitignore(folder / GITIGNORE):
+        written.append(folder / GITIGNORE)
     return written
+
+
+def _write_gitignore(path: Path) -> bool:
+    """Write the campaign's `.gitignore`, or add the lines an existing one lacks; False if it had them all.
+
+    An existing file (the folder is already a repository) is extended, never replaced;
+    a link is left alone rather than written through.
+    """
+    if path.is_symlink():
+        return False
+    existing = path.read_text(encoding="utf-8") if path.is_file() else None
+    present = {line.strip().lstrip("/") for line in (existing or "").splitlines()}
+    missing = [name for name in IGNORED if name not in present and name.rstrip("/") not in present]
+    if not missing:
+        return False
+    if existing is None:
+        path.write_text(_GITIGNORE_HEAD + "".join(f"{name}\n" for name in missing), encoding="utf-8")
+    else:
+        separator = "" if not existing or existing.endswith("\n") else "\n"
+        with path.open("a", encoding="utf-8") as file:
+            file.write(separator + "# added by `newsletter init`\n" + "".join(f"{name}\n" for name in missing))
+    return True

@@ -108,7 +108,7 @@ def test_a_missing_include_is_named_with_its_line(tmp_path: Path, server: Counti
         ("<p>one</p>\n<p>{{ recipient.name </p>", "announcement.html:2: template syntax error"),
         ("<p>one</p>\n{% if x %}\n<p>never closed</p>", "announcement.html:2: template syntax error"),
         ("<p>{{ recipient.name | nosuchfilter }}</p>", "announcement.html:1: template syntax error"),
-        ("<p>one</p>\n\n<p>{{ recipient.nosuchfield }}</p>", "announcement.html:3: undefined value"),
+        ("<p>one</p>\n\n<p>{{ recipient.nosuchfield }}</p>", "announcement.html:3: uses recipient.nosuchfield"),
     ],
 )
 def test_template_errors_have_file_and_line(tmp_path: Path, server: CountingServer, html: str, expected: str) -> None:

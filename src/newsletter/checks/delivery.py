@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from newsletter.checks.findings import Finding
 from newsletter.project import Project
+from newsletter.sizes import human_size
 
 # -- delivery: what the relay and the list's size make of the whole message ------------
 
@@ -15,17 +16,6 @@ from newsletter.project import Project
 COMMON_SIZE_LIMIT = 10 * 1024 * 1024
 # Attachment bytes through the relay for the whole list above which a link is kinder.
 ATTACHMENT_VOLUME = 1024**3
-
-
-def human_size(size: float) -> str:
-    """`2.1 MB`, `120.0 KB`, `25 GB`: binary units, one decimal below 10."""
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            if unit == "bytes":
-                return f"{int(size)} bytes"
-            return f"{size:.1f} {unit}" if size < 10 else f"{size:.0f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def message_size(*, message_bytes: int, smtp_max_size: int | None) -> Iterator[Finding]:
@@ -45,7 +35,7 @@ def message_size(*, message_bytes: int, smtp_max_size: int | None) -> Iterator[F
         yield Finding(
             "warning",
             "message-size",
-            f"the largest message is {size}: many relays refuse messages over 10 MB and mailbox "
+            f"the largest message is {size}: many relays refuse messages over 10 MiB and mailbox "
             "providers over 20-25 MB; link to large files instead of attaching them "
             "(`newsletter check --smtp` asks your relay for its limit)",
         )

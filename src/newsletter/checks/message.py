@@ -25,8 +25,9 @@ from newsletter.inputs.recipients import Recipient
 from newsletter.message.builder import Outgoing
 from newsletter.project import Project
 from newsletter.render.renderer import Rendered
+from newsletter.sizes import human_size
 
-# Gmail hides everything after the first ~102 KB of a message's HTML behind
+# Gmail hides everything after the first ~102 KiB of a message's HTML behind
 # "[Message clipped]", including the footer with the unsubscribe link.
 GMAIL_CLIP_BYTES = 102 * 1024
 GMAIL_NEAR_BYTES = 90 * 1024
@@ -70,6 +71,7 @@ class Sources:
 class Link:
     href: str | None
     text: str = ""
+    style: str = ""  # its inline style, after CSS inlining
 
 
 @dataclass
@@ -85,12 +87,15 @@ class _HtmlFacts(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.links: list[Link] = []
         self.images: list[ImageTag] = []
+        self.styles: list[str] = []  # every inline style outside comments (Outlook's own blocks)
         self._open: list[Link] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
+        if attributes.get("style"):
+            self.styles.append(attributes["style"] or "")
         if tag == "a" and "href" in attributes:
-            link = Link(attributes["href"] or "")
+            link = Link(attributes["href"] or "", style=attributes.get("style") or "")
             self.links.append(link)
             self._open.append(link)
         elif tag == "img":
@@ -121,6 +126,7 @@ class Sample:
     html_bytes: int
     links: list[Link] = field(default_factory=list)
     images: list[ImageTag] = field(default_factory=list)
+    styles: list[str] = field(default_factory=list)
 
     @classmethod
     def of(
@@ -147,6 +153,7 @@ class Sample:
             html_bytes=max(len(rendered.html.encode("utf-8")), largest_html),
             links=facts.links,
             images=facts.images,
+            styles=facts.styles,
         )
 
     def finding(
@@ -168,14 +175,14 @@ def html_size(sample: Sample) -> Iterator[Finding]:
         yield sample.finding(
             "warning",
             "gmail-clipping",
-            f"the HTML is {size / 1024:.1f} KB: Gmail clips messages over 102 KB and hides "
+            f"the HTML is {human_size(size)}: Gmail clips messages over 102 KiB and hides "
             "the rest, the unsubscribe link included",
         )
     elif size > GMAIL_NEAR_BYTES:
         yield sample.finding(
             "warning",
             "gmail-clipping-near",
-            f"the HTML is {size / 1024:.1f} KB, close to the 102 KB at which Gmail clips messages",
+            f"the HTML is {human_size(size)}, close to the 102 KiB at which Gmail clips messages",
         )
 
 
@@ -298,7 +305,7 @@ def unsubscribe_signing(sample: Sample) -> Iterator[Finding]:
             "warning",
             "unsubscribe-anonymous",
             "NEWSLETTER_UNSUBSCRIBE_URL has no {email}: a one-click request could not say who "
-            "unsubscribes; use e.g. https://example.org/unsubscribe?email={email}&token={token}",
+            "unsubscribes; use e.g. https://example.org/unsubscribe?address={email}&token={token}",
         )
     elif url and not links.signed:
         yield Finding(
@@ -320,6 +327,14 @@ def unsubscribe_signing(sample: Sample) -> Iterator[Finding]:
             "unsubscribe-mailto-only",
             "only a mailto: unsubscribe: Gmail and Yahoo expect bulk senders to offer one-click "
             "https unsubscribe too (NEWSLETTER_UNSUBSCRIBE_URL)",
+        )
+    if url and re.search(r"[?&]email=\{email\}", url, re.I):
+        yield Finding(
+            "info",
+            "unsubscribe-email-param",
+            "NEWSLETTER_UNSUBSCRIBE_URL puts the address after 'email=': spam filters score links "
+            "that carry the recipient's address that way (SpamAssassin's GB_CUSTOM_HTM_URI, a "
+            "phishing pattern); name the parameter otherwise, e.g. ?address={email}&token={token}",
         )
 
 
@@ -347,8 +362,61 @@ def sender_alignment(sample: Sample) -> Iterator[Finding]:
         )
 
 
+_TRANSPARENT = re.compile(r"color\s*:\s*transparent", re.I)
+_DISPLAY_NONE = re.compile(r"display\s*:\s*none", re.I)
+_MSO_HIDE = re.compile(r"mso-hide\s*:\s*all", re.I)
+_PADDED = re.compile(r"(?:^|;)\s*padding(?:-[a-z]+)?\s*:\s*[^;]*[1-9]", re.I)
+_FILLED = re.compile(r"(?:^|;)\s*(?:background(?:-color)?|border)\s*:", re.I)
+_VML_BUTTON = re.compile(r"<!--\[if mso\]>.*?<v:(?:roundrect|rect)\b.*?<!\[endif\]-->", re.I | re.S)
+
+
+def hidden_text(sample: Sample) -> Iterator[Finding]:
+    """Text hidden in ways that spam filters score or Outlook for Windows ignores."""
+    if any(_TRANSPARENT.search(style) for style in sample.styles):
+        yield sample.finding(
+            "warning",
+            "transparent-text",
+            "text coloured transparent: spam filters score it as hidden text (SpamAssassin's "
+            "HTML_FONT_LOW_CONTRAST); hide a preheader with display:none and mso-hide:all instead",
+            _TRANSPARENT,
+        )
+    if any(_DISPLAY_NONE.search(style) and not _MSO_HIDE.search(style) for style in sample.styles):
+        yield sample.finding(
+            "warning",
+            "hidden-in-outlook",
+            "display:none without mso-hide:all: Outlook for Windows shows that element anyway; "
+            "add mso-hide:all beside it",
+            _DISPLAY_NONE,
+        )
+
+
+def outlook_buttons(sample: Sample) -> Iterator[Finding]:
+    """A button drawn by padding and colour on the link itself, with no Outlook fallback.
+
+    Outlook for Windows ignores padding and rounded corners on `<a>`: the button shows
+    as a cramped square link. Padding on the table cell, or a VML `v:roundrect` in an
+    `<!--[if mso]>` block, draws it there too.
+    """
+    if _VML_BUTTON.search(sample.rendered.html):
+        return
+    for link in sample.links:
+        if _PADDED.search(link.style) and _FILLED.search(link.style):
+            label = f'"{link.text}"' if link.text else (link.href or "")
+            yield sample.finding(
+                "warning",
+                "outlook-button",
+                f"the button {label} has its padding on the link, which Outlook for Windows ignores "
+                "(it shows a cramped square link): put the padding and colour on its table cell, "
+                "or add a VML v:roundrect in an <!--[if mso]> block",
+                link.text or link.href or None,
+            )
+            return
+
+
 MESSAGE_CHECKS: tuple[MessageCheck, ...] = (
     html_size,
+    hidden_text,
+    outlook_buttons,
     images_without_alt,
     insecure_links,
     empty_links,

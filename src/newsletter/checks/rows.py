@@ -14,7 +14,7 @@ from newsletter.checks.findings import Finding, relative, who
 from newsletter.errors import TemplateError
 from newsletter.inputs.recipients import DuplicateRow, InvalidRow, Recipient
 from newsletter.project import Project
-from newsletter.render.template_errors import describe, template_location
+from newsletter.render.template_errors import template_location
 
 # The recipients scan renders the templates without CSS inlining, about 0.3 ms a row:
 # the first rows find a missing column at once; `newsletter check` renders them all.
@@ -34,13 +34,12 @@ def scan_recipients(
     causes: dict[tuple[str | None, int | None, str], list[Recipient]] = {}
     codes: dict[tuple[str | None, int | None, str], str] = {}
     failing = 0
-    front_matter = set(project.campaign.context())
     for recipient in islice(project.recipients.recipients(), rows):
         try:
             project.renderer.render_templates(recipient)
         except Exception as exc:  # template code raises arbitrary errors
             path, line = template_location(exc, templates)
-            code, reason = describe(exc, fields=recipient.fields, front_matter=front_matter)
+            code, reason = project.renderer.explain(exc, recipient.fields)
             key = (relative(path, folder), line, reason)
             causes.setdefault(key, []).append(recipient)
             codes[key] = code
@@ -63,7 +62,7 @@ def template_findings(errors: Iterable[TemplateError], folder: Path) -> list[Fin
     return [
         Finding(
             "error",
-            "missing-field" if error.reason.startswith("undefined value") else "template-error",
+            error.code,
             error.reason,
             relative(error.path, folder),
             error.line,

@@ -6,6 +6,7 @@ list.csv`); they become one `CampaignFolder`, the record the library takes too.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import signal
@@ -19,7 +20,7 @@ import click
 
 from newsletter.cli.output import err, fail, print_preflight
 from newsletter.errors import CheckFailed, NewsletterError
-from newsletter.inputs.folder import DEFAULT_ENCODING, CampaignFolder
+from newsletter.inputs.folder import DEFAULT_ENCODING, EXAMPLE_RECIPIENTS, RECIPIENTS, CampaignFolder
 from newsletter.lazy import lazy_import
 
 if TYPE_CHECKING:
@@ -144,6 +145,36 @@ def main() -> None:
     With no SMTP_HOST configured, `send` writes .eml files to outbox/.
     Global options may also follow the command: `newsletter send --recipients list.csv`.
     """
+
+
+def with_example_list(
+    source: CampaignFolder, *, required: bool = True, quiet: bool = False
+) -> tuple[CampaignFolder, bool]:
+    """The folder with its list; without `recipients.csv`, the example list beside it, said in one line.
+
+    Returns the folder to load and whether it uses the example list (`quiet`: the
+    caller says so, with `example_note`, once it knows it will). With neither file
+    (and `required`), stops with what to do instead of a bare "file not found".
+    """
+    example = source.example_list()
+    if example is not None:
+        if not quiet:
+            example_note(source)
+        return dataclasses.replace(source, recipients=example), True
+    lacks_list = source.recipients is None and not source.recipients_path.exists()
+    if required and lacks_list and source.announcement.is_file():  # else loading says what is missing
+        fail(
+            f"{RECIPIENTS}: file not found in {source.root}; put your list there (a header row with an "
+            "`email` column, one recipient a row), or name it with --recipients FILE"
+        )
+    return source, False
+
+
+def example_note(source: CampaignFolder) -> None:
+    err.print(
+        f"note: no {RECIPIENTS} in {source.root}; using {EXAMPLE_RECIPIENTS}, the example list "
+        f"(copy your own list to {RECIPIENTS}, or name it with --recipients FILE)"
+    )
 
 
 def ensure_folder(source: CampaignFolder) -> None:

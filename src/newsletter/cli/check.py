@@ -8,13 +8,14 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from newsletter.cli.base import command, load, reported, run
+from newsletter.cli.base import command, load, reported, run, with_example_list
 from newsletter.cli.output import destination, err, out, print_preflight
 from newsletter.errors import EXIT_INPUT
 from newsletter.inputs.folder import CampaignFolder
+from newsletter.sizes import human_size
 
 
-@command()
+@command(short_help="Find every problem before anything is sent: settings, list, templates.")
 @click.option(
     "--smtp",
     "ask_relay",
@@ -23,6 +24,7 @@ from newsletter.inputs.folder import CampaignFolder
 )
 def check(source: CampaignFolder, ask_relay: bool) -> None:
     """Check everything that can be checked without sending: settings, list, templates."""
+    source, _ = with_example_list(source)
     with reported():
         project = load(source)
         result = run.check(project, ask_relay=ask_relay)
@@ -40,11 +42,12 @@ def check(source: CampaignFolder, ask_relay: bool) -> None:
     )
     table.add_row("sender", project.builder.sender.address)
     table.add_row("delivery", destination(project))
-    table.add_row("largest HTML", f"{report.largest_html / 1024:.1f} KB")
+    if report.largest_html:  # nothing was rendered when a template failed
+        table.add_row("largest HTML", human_size(report.largest_html))
     if report.largest_message:
-        table.add_row("largest message", f"{report.largest_message / 1024:.1f} KB")
+        table.add_row("largest message", human_size(report.largest_message))
     if result.relay_size:
-        table.add_row("relay accepts", f"{result.relay_size / 1024:.1f} KB (SIZE)")
+        table.add_row("relay accepts", f"{human_size(result.relay_size)} (SIZE)")
     out.print(table)
     if not result.ok:
         sys.exit(EXIT_INPUT)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +26,7 @@ else:
     unsubscribe_web = lazy_import("newsletter.web.unsubscribe")
 
 
-@main.command()
+@main.command(short_help="Write a starter campaign (the example announcement) into FOLDER.")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
 def init(folder: Path) -> None:
     """Write a starter campaign (the example announcement) into FOLDER."""
@@ -33,11 +36,28 @@ def init(folder: Path) -> None:
         click.echo(f"wrote {path}")
     click.echo(
         f"Next: cd {folder}; cp recipients.example.csv recipients.csv; cp .env.example .env; "
-        "edit them; newsletter check"
+        f"edit them; {invocation()} check"
     )
 
 
-@command()
+def invocation() -> str:
+    """How to run this same `newsletter` from another folder: the bare name only when PATH finds it.
+
+    After `pip install` into a virtualenv that is not activated, `newsletter` is not on
+    PATH; the next steps then name the program by its full path (or `python -m newsletter`).
+    """
+    running = Path(sys.argv[0])
+    found = shutil.which("newsletter")
+    if found is not None and running.name == "newsletter" and Path(found).resolve() == running.resolve():
+        return "newsletter"
+    if running.name == "newsletter" and running.is_file():
+        return shlex.quote(str(running.resolve()))
+    if found is not None:
+        return "newsletter"
+    return f"{shlex.quote(sys.executable)} -m newsletter"
+
+
+@command(short_help="Add addresses to unsubscribed.csv; every later send skips them.")
 @click.argument("addresses", nargs=-1)
 @click.option(
     "--from-file",
@@ -62,7 +82,7 @@ def unsubscribe(source: CampaignFolder, addresses: tuple[str, ...], from_file: P
     click.echo(f"{len(added)} address(es) added to {target}; {len(wanted) - len(added)} were already there.")
 
 
-@command("unsubscribe-server")
+@command("unsubscribe-server", short_help="Answer unsubscribe links: a confirmation page and one-click POSTs.")
 @click.option(
     "--host",
     default=UNSUBSCRIBE_HOST,

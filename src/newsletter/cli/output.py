@@ -51,6 +51,11 @@ def destination(project: Project) -> str:
     return f"SMTP {smtp.address} ({smtp.security}){who}"
 
 
+def per_second(rate: float) -> str:
+    """A sending rate as every report prints it: `1,204/s`, `7.5/s`."""
+    return f"{rate:,.0f}/s" if rate >= 10 else f"{rate:.1f}/s"
+
+
 def suppressed_detail(summary: Summary) -> str:
     return f"{summary.unsubscribed} unsubscribed, {summary.bounced} failed permanently in an earlier campaign"
 
@@ -61,8 +66,7 @@ def print_summary(summary: Summary) -> None:
         parts.append(f"{summary.unknown} unknown")
     skipped = summary.already_done + summary.skipped_unknown + summary.suppressed
     parts.append(f"{skipped} skipped")
-    rate = summary.sent / summary.elapsed if summary.elapsed > 0 else 0.0
-    out.print(f"{', '.join(parts)} in {summary.elapsed:.1f} s ({rate:.0f}/s).")
+    out.print(f"{', '.join(parts)} in {summary.elapsed:.1f} s ({per_second(summary.rate)}).")
     details = []
     if summary.already_done:
         details.append(f"{summary.already_done} done in earlier runs")

@@ -9,12 +9,12 @@ from types import FrameType
 
 import click
 
-from newsletter.cli.base import command, ensure_folder, load, reported, run
+from newsletter.cli.base import command, ensure_folder, load, reported, run, with_example_list
 from newsletter.cli.output import fail, out
 from newsletter.inputs.folder import CampaignFolder
 
 
-@command()
+@command(short_help="One recipient's message as files, or every recipient's on a live page.")
 @click.option("--recipient", "email", metavar="EMAIL", help="Whose message to show (default: the first).")
 @click.option(
     "--out",
@@ -52,8 +52,9 @@ def preview(
     if serve:
         if out_dir is not None:
             fail("--out writes files; it cannot be combined with --serve")
-        _serve_preview(source, email, port, open_browser)
+        _serve_preview(with_example_list(source, required=False)[0], email, port, open_browser)
         return
+    source, _ = with_example_list(source)
     with reported():
         files = run.preview(load(source), out=out_dir, email=email, web_version=web_version)
     click.echo(f"Preview for {files.recipient.email} (line {files.recipient.line}):")
@@ -73,20 +74,24 @@ def _serve_preview(source: CampaignFolder, email: str | None, port: int | None, 
     with reported():
         server = open_server(Source(source, lambda: load(source)), port=port)
     url = server.url_for(email)
-    out.print(f"Preview of {source.root} at {url}")
-    out.print("The page follows announcement.md, templates/, the CSV and .env as you edit them. Ctrl-C stops.")
-    sys.stdout.flush()  # the address is the one thing a script reading our output waits for
-    if open_browser:
-        click.launch(url)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt  # SIGTERM stops the server as cleanly as Ctrl-C
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    # SIGINT too, even when it came in ignored: a shell starts a background job (`&`)
+    # with SIGINT ignored, and `kill -INT` would then leave the page running for good.
+    # Both before the address is printed: a script that waits for it may signal at once.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        out.print(f"Preview of {source.root} at {url}")
+        out.print("The page follows announcement.md, templates/, the CSV and .env as you edit them. Ctrl-C stops.")
+        sys.stdout.flush()  # the address is the one thing a script reading our output waits for
+        if open_browser:
+            click.launch(url)
         server.serve_forever()
     except KeyboardInterrupt:
         out.print("Stopped.")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.server_close()

@@ -12,7 +12,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from newsletter.cli.output import err
+from newsletter.cli.output import err, per_second
 from newsletter.delivery.states import SENT
 
 
@@ -42,11 +42,16 @@ class Signals:
 
 
 class _RateColumn(ProgressColumn):
-    """Messages per second, as rich measures it over the last half minute."""
+    """Messages handed over in this run per second since its first connection: the summary's rate.
+
+    rich's own speed is a moving average over the last half minute, which told a
+    different number from the summary and `status` for the same send.
+    """
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:7.1f}/s" if speed else "      -/s")
+        sent = task.fields.get("sent", 0)
+        elapsed = task.elapsed
+        return Text(f"{per_second(sent / elapsed):>8}" if sent and elapsed else "     -/s")
 
 
 def new_progress() -> Progress:
@@ -72,32 +77,35 @@ class ProgressReporter:
         self.task = progress.add_task("sending", total=None)
         self._lock = threading.Lock()
         self._pending = 0
+        self._sent = 0
         self._last = 0.0
 
     def start(self, total: int, done: int) -> None:
         # Shown only once the relay has accepted the first connection: a TLS or login
         # error then stands alone instead of under an empty bar.
-        self.progress.update(self.task, total=total, completed=done)
+        self.progress.reset(self.task, total=total, completed=done, sent=0)  # its clock starts now
         self.progress.start()
 
     def advance(self, email: str, state: str) -> None:
         with self._lock:
             self._pending += 1
+            self._sent += state == SENT
             now = time.monotonic()
             if now - self._last < self.STEP:
                 step = 0
             else:
                 step, self._pending, self._last = self._pending, 0, now
+            sent = self._sent
         if step:
-            self.progress.advance(self.task, step)
+            self.progress.update(self.task, advance=step, sent=sent)
         if state != SENT:
             self.progress.console.print(f"{email}: {state}")
 
     def flush(self) -> None:
         with self._lock:
-            step, self._pending = self._pending, 0
+            step, self._pending, sent = self._pending, 0, self._sent
         if step:
-            self.progress.advance(self.task, step)
+            self.progress.update(self.task, advance=step, sent=sent)
 
     def note(self, text: str) -> None:
         self.progress.console.print(text)

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from newsletter.cli.base import EXIT_SIGNAL, command, load, reported, run
+from newsletter.cli.base import EXIT_SIGNAL, command, example_note, load, reported, run, with_example_list
 from newsletter.cli.output import destination, err, fail, out, print_preflight, print_summary
 from newsletter.cli.progress import ProgressReporter, Signals, new_progress
 from newsletter.defaults import DEFAULT_CONNECTIONS, MAX_ATTEMPTS, MAX_CONNECTIONS, RECONNECT_FOR, RETRY_DELAY
 from newsletter.delivery.transports.redact import printable
-from newsletter.errors import EXIT_FAILED, EXIT_INPUT, Cancelled, Interrupted
-from newsletter.inputs.folder import CampaignFolder
+from newsletter.errors import EXIT_FAILED, EXIT_INPUT, Cancelled, ConfigError, Interrupted
+from newsletter.inputs.folder import EXAMPLE_RECIPIENTS, RECIPIENTS, CampaignFolder
 from newsletter.inputs.settings import parse_rate
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def _rate_option(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
-@command()
+@command(short_help="Send to the list (with no SMTP_HOST: to outbox/); run again to resume.")
 @click.option("--dry-run", is_flag=True, help="Render and count everything; send nothing.")
 @click.option("--limit", type=click.IntRange(min=1), help="Hand over at most N messages in this run.")
 @click.option(
@@ -101,12 +101,22 @@ def send(
     """
     from newsletter.delivery.plan import SendOptions
 
+    source, example = with_example_list(source, quiet=True)
     with reported():
         project = load(
             source,
             NEWSLETTER_RATE=rate,
             NEWSLETTER_CONNECTIONS=str(connections) if connections else None,
         )
+        if example and project.settings.smtp is not None and to is None and not dry_run:
+            raise ConfigError(
+                f"file not found; {EXAMPLE_RECIPIENTS} beside it holds example addresses, which are not "
+                f"sent to a relay unless you ask: copy your own list to {RECIPIENTS}, or name a list with "
+                "--recipients FILE",
+                path=RECIPIENTS,
+            )
+        if example:
+            example_note(source)
         if to is not None:
             outgoing = run.send_test(project, to)
             address = outgoing.envelope.recipient

@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from newsletter.cli.base import command, load, reported, run
-from newsletter.cli.output import destination, out, suppressed_detail
+from newsletter.cli.output import destination, out, per_second, suppressed_detail
 from newsletter.delivery.states import DEFERRED, FAILED, SENDING, SENT, UNKNOWN
 from newsletter.delivery.transports.redact import printable
 from newsletter.inputs.folder import CampaignFolder
@@ -22,7 +22,7 @@ def _csv_cell(value: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-@command()
+@command(short_help="Who got it, who did not, and why: what the journal knows.")
 @click.option(
     "--csv",
     "csv_path",
@@ -48,9 +48,11 @@ def status(source: CampaignFolder, csv_path: Path | None) -> None:
         out.print("No send has run from this folder yet (there is no journal).")
     if report.plan is not None and report.plan.suppressed:
         out.print(f"Suppressed, never sent to: {suppressed_detail(report.plan)} (--ignore-suppression overrides).")
-    if report.span is not None:
-        seconds = max(report.span[1] - report.span[0], 1e-6)
-        out.print(f"Rate achieved: {counts[SENT] / seconds:.1f} messages/s over {seconds:.0f} s.")
+    if report.last_run is not None:
+        started, seconds, sent = report.last_run
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(started))
+        rate = per_second(sent / seconds if seconds > 0 else 0.0)
+        out.print(f"Last run ({when}): {sent} sent in {seconds:.1f} s ({rate}).")
     entries = report.problems
     if entries:
         problems = Table(title="Recipients needing attention", title_justify="left")

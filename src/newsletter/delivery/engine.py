@@ -167,6 +167,7 @@ class Engine:
             first.open()  # fail fast: TLS and authentication problems stop here, nothing marked
         except ConnectionLost as exc:  # not even one connection: a setting to check, not a retry
             raise RelayUnreachable.from_lost(exc) from None
+        summary.started = time.monotonic()  # the sending phase, and its rate, begin here
         self.reporter.start(total, done)
         workers = [threading.Thread(target=self._work, args=(first,), name="send-0", daemon=True)]
         for index in range(1, max(1, self.options.connections)):

@@ -441,6 +441,24 @@ class Journal:
             ).fetchone()
         return (row[0], row[1]) if row and row[0] is not None else None
 
+    def record_run(self, *, started_at: float, elapsed: float, sent: int) -> None:
+        """One run's sending phase: when it began, how long it took, how many it handed over."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO runs (campaign, destination, started_at, ended_at, sent) VALUES (?, ?, ?, ?, ?)",
+                (self.campaign, self.destination, started_at, started_at + elapsed, sent),
+            )
+
+    def last_run(self) -> tuple[float, float, int] | None:
+        """(started_at, seconds, messages handed over) of the latest recorded run, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT started_at, ended_at, sent FROM runs WHERE campaign=? AND destination=? "
+                "AND ended_at IS NOT NULL ORDER BY started_at DESC LIMIT 1",
+                (self.campaign, self.destination),
+            ).fetchone()
+        return (row[0], row[1] - row[0], row[2]) if row else None
+
     def suppressed_failures(self, addresses: Iterable[str]) -> set[str]:
         """Those of `addresses` whose last result in another campaign of this folder was a 5xx
         saying the address is dead (`is_dead_address`): a relay's "relay access denied" or

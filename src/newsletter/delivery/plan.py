@@ -64,8 +64,13 @@ class Summary:
     retrying_failed: int = 0  # planned although recorded `failed` (--retry-failed)
     interrupted: bool = False
     fatal: NewsletterError | None = None
-    started: float = field(default_factory=time.monotonic)
-    elapsed: float = 0.0
+    started: float = field(default_factory=time.monotonic)  # the sending phase: first connection ready
+    elapsed: float = 0.0  # ... to the last reply
+
+    @property
+    def rate(self) -> float:
+        """Messages handed over per second of the sending phase: the one rate every report shows."""
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
     def problems(self) -> int:

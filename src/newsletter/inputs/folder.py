@@ -23,6 +23,7 @@ from newsletter.inputs.recipients import RecipientList
 ANNOUNCEMENT = "announcement.md"
 TEMPLATES = "templates"
 RECIPIENTS = "recipients.csv"
+EXAMPLE_RECIPIENTS = "recipients.example.csv"  # the starter's list of example colleagues
 ENV_FILE = ".env"
 OUTBOX = "outbox"
 PREVIEW = "preview"
@@ -51,6 +52,18 @@ class CampaignFolder:
     @property
     def recipients_path(self) -> Path:
         return (self.recipients or self.root / RECIPIENTS).resolve()
+
+    def example_list(self) -> Path | None:
+        """The example list to use instead, when no list was named and `recipients.csv` is missing.
+
+        A fresh starter campaign (and this project's own folder) has only
+        `recipients.example.csv`; `check` and `preview` use it rather than stop,
+        and say so. `send` to a relay never does on its own: those are example addresses.
+        """
+        if self.recipients is not None or self.recipients_path.exists():
+            return None
+        example = self.root / EXAMPLE_RECIPIENTS
+        return example if example.is_file() else None
 
     @property
     def settings_file(self) -> Path | None:

@@ -1,7 +1,9 @@
 """The Jinja environment and rendering one recipient's subject, HTML and text.
 
-`StrictUndefined` turns a misspelt or missing field into an error at preflight
-instead of an empty greeting in ten thousand inboxes. Templates run in Jinja's
+A misspelt or missing field printed without a fallback is an error at preflight
+instead of an empty greeting in ten thousand inboxes; with a fallback
+(`recipient.name or "colleague"`) a column the list lacks is fine
+(`newsletter.render.undefined`). Templates run in Jinja's
 immutable sandbox: a campaign folder may come from someone else, and templates
 have no business mutating the data they are given.
 """
@@ -18,7 +20,7 @@ import jinja2
 
 from newsletter.errors import TemplateError
 from newsletter.inputs.campaign import Campaign, find_in_templates
-from newsletter.inputs.folder import ANNOUNCEMENT, PrivateFiles
+from newsletter.inputs.folder import ANNOUNCEMENT, RECIPIENTS, PrivateFiles
 from newsletter.inputs.recipients import Recipient
 from newsletter.inputs.text import CONTROL
 from newsletter.message.unsubscribe import UnsubscribeLinks
@@ -28,6 +30,7 @@ from newsletter.render.plaintext import html_to_text
 from newsletter.render.sandbox import BudgetedSandbox
 from newsletter.render.skeleton import SkeletonInliner
 from newsletter.render.template_errors import describe, template_location
+from newsletter.render.undefined import FieldUndefined
 from newsletter.render.wrap import wrap
 
 
@@ -52,7 +55,7 @@ def make_environment(
     """
     environment = BudgetedSandbox(
         loader=CampaignLoader(templates, private=private),
-        undefined=jinja2.StrictUndefined,
+        undefined=FieldUndefined,
         autoescape=autoescape,
         keep_trailing_newline=True,
         auto_reload=False,
@@ -107,11 +110,18 @@ class Renderer:
     """Renders the campaign for one recipient at a time; templates compile once."""
 
     def __init__(
-        self, campaign: Campaign, *, links: UnsubscribeLinks | None = None, private: PrivateFiles | None = None
+        self,
+        campaign: Campaign,
+        *,
+        links: UnsubscribeLinks | None = None,
+        private: PrivateFiles | None = None,
+        list_name: str = RECIPIENTS,
     ) -> None:
-        """`private`: the files no template may be (default: the campaign folder's, default names)."""
+        """`private`: the files no template may be (default: the campaign folder's, default names);
+        `list_name`: the CSV's file name, for errors about its columns."""
         self.campaign = campaign
         self.links = links or UnsubscribeLinks()
+        self.list_name = list_name  # the CSV's file name, for errors about its columns
         templates = campaign.templates_dir
         self._templates = templates
         self._campaign_context = campaign.context()
@@ -149,9 +159,12 @@ class Renderer:
         elif path is None and isinstance(exc, jinja2.TemplateNotFound):
             path = self._templates
         who = f"{recipient.email}, recipients line {recipient.line}" if recipient else None
-        fields = recipient.fields if recipient is not None else None
-        _, reason = describe(exc, fields=fields, front_matter=self._campaign_context)
-        return TemplateError(reason, path=path, line=line, recipient=who)
+        code, reason = self.explain(exc, recipient.fields if recipient is not None else None)
+        return TemplateError(reason, path=path, line=line, recipient=who, code=code)
+
+    def explain(self, exc: BaseException, fields: Mapping[str, str] | None) -> tuple[str, str]:
+        """(finding code, reason) for an error rendering `fields`, in the user's words."""
+        return describe(exc, fields=fields, front_matter=self._campaign_context, list_name=self.list_name)
 
     def context(self, recipient: Mapping[str, str], unsubscribe_url: str | None) -> dict[str, Any]:
         return {

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import jinja2
 
-from newsletter.inputs.folder import ANNOUNCEMENT
+from newsletter.inputs.folder import ANNOUNCEMENT, RECIPIENTS
+from newsletter.render.undefined import MissingField
 
 _NO_ATTRIBUTE = re.compile(r"'dict object' has no attribute '([^']+)'")
+_UNKNOWN_NAME = re.compile(r"^'([^']+)' is undefined$")
 
 
 def template_location(exc: BaseException, templates: Path) -> tuple[Path | None, int | None]:
@@ -36,15 +38,33 @@ def template_location(exc: BaseException, templates: Path) -> tuple[Path | None,
 
 
 def describe(
-    exc: BaseException, *, fields: Mapping[str, object] | None = None, front_matter: Iterable[str] = ()
+    exc: BaseException,
+    *,
+    fields: Mapping[str, object] | None = None,
+    front_matter: Iterable[str] = (),
+    list_name: str = RECIPIENTS,
 ) -> tuple[str, str]:
     """(finding code, reason) for an error a template raised.
 
     With the recipient's `fields` and the front matter's keys, a name that is in
     neither is said to be missing from the list, which is nearly always the cause.
+    When the error says whose key it was (`MissingField`, from the renderer's
+    undefined), the reason names the column or key, the list's columns and the fix.
     """
     if isinstance(exc, jinja2.TemplateNotFound):
         return "template-error", f"template not found: {exc.name}"
+    if isinstance(exc, MissingField) and fields is not None and exc.owner is fields:
+        return "missing-field", missing_column(exc.name, fields, list_name)
+    if isinstance(exc, MissingField) and isinstance(front_matter, Mapping) and exc.owner is front_matter:
+        return "missing-field", (
+            f"uses campaign.{exc.name}, but the front matter of {ANNOUNCEMENT} has no '{exc.name}' key; "
+            f'add it (`{exc.name} = "..."`), or write {_fallback("campaign", exc.name)}'
+        )
+    if isinstance(exc, jinja2.UndefinedError) and (unknown := _UNKNOWN_NAME.match(exc.message or "")):
+        return "missing-field", (
+            f"undefined value: no name '{unknown.group(1)}'; templates see campaign.<key>, "
+            "recipient.<column> and unsubscribe_url (a typo?)"
+        )
     if isinstance(exc, jinja2.UndefinedError):
         match = _NO_ATTRIBUTE.search(exc.message or "")
         name = match.group(1) if match else None
@@ -57,3 +77,18 @@ def describe(
     if isinstance(exc, jinja2.TemplateSyntaxError):
         return "template-error", f"template syntax error: {exc.message}"
     return "template-error", f"{type(exc).__name__}: {exc}"
+
+
+def missing_column(name: str, fields: Mapping[str, object], list_name: str) -> str:
+    """A template printed `recipient.<name>` and the list has no such column: say so, and both fixes."""
+    columns = ", ".join(fields) or "none"
+    return (
+        f"uses recipient.{name}, but {list_name} has no '{name}' column (its columns: {columns}); "
+        f"add the column, or write {_fallback('recipient', name)} for rows without it"
+    )
+
+
+def _fallback(owner: str, name: str) -> str:
+    """The template expression that prints a value or, when it is missing or empty, a stand-in."""
+    stand_in = "colleague" if name == "name" else ""
+    return f'{{{{ {owner}.{name} or "{stand_in}" }}}}'

@@ -99,7 +99,7 @@ class UnsubscribeApp:
         if not links.signed or links.secret is None:
             raise ConfigError(
                 "the unsubscribe server needs NEWSLETTER_UNSUBSCRIBE_URL with {email} and {token} "
-                "(e.g. https://example.org/unsubscribe?email={email}&token={token}) and NEWSLETTER_SECRET"
+                "(e.g. https://example.org/unsubscribe?address={email}&token={token}) and NEWSLETTER_SECRET"
             )
         self.links = links
         self.secret: Secret = links.secret

@@ -196,7 +196,8 @@ def test_status_csv_quotes_formula_cells(campaign: Path, smtp: Server, tmp_path:
     invoke("--campaign", str(campaign), "send", "--yes")
     out = tmp_path / "problems.csv"
     assert invoke("--campaign", str(campaign), "status", "--csv", str(out)).exit_code == 0
-    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    with out.open(encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
     assert rows[0]["email"] == addresses[0]
     assert rows[0]["reply"].startswith("'=HYPERLINK")
 

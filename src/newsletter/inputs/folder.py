@@ -146,9 +146,10 @@ class PrivateFiles:
             if real == private or (identity is not None and _same(identity, private)):
                 return f"{what} {private.name}"
         if identity is not None and state.is_dir() and not state.is_symlink():
-            for entry in os.scandir(state):
-                if entry.is_file(follow_symlinks=False) and _same(identity, Path(entry.path)):
-                    return f"the state folder {STATE_DIR}/ (the journal)"
+            with os.scandir(state) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False) and _same(identity, Path(entry.path)):
+                        return f"the state folder {STATE_DIR}/ (the journal)"
         return None
 
 

@@ -291,8 +291,13 @@ def _deliver(
     try:
         return engine.run(spool.messages(), total=summary.planned + done, done=done, summary=summary)
     finally:
-        if summary.elapsed > 0:  # the sending phase ran: `status` reports its rate as the summary did
-            journal.record_run(started_at=time.time() - summary.elapsed, elapsed=summary.elapsed, sent=summary.sent)
+        if summary.elapsed > 0 and not isinstance(summary.fatal, JournalError):
+            # The sending phase ran: `status` reports its rate as the summary did. A journal
+            # that cannot take this row must not hide the run's own outcome.
+            with contextlib.suppress(JournalError):
+                journal.record_run(
+                    started_at=time.time() - summary.elapsed, elapsed=summary.elapsed, sent=summary.sent
+                )
 
 
 def send_test(project: Project, to: str, *, email: str | None = None) -> Outgoing:

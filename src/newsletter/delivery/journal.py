@@ -451,8 +451,8 @@ class Journal:
 
     def last_run(self) -> tuple[float, float, int] | None:
         """(started_at, seconds, messages handed over) of the latest recorded run, if any."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT started_at, ended_at, sent FROM runs WHERE campaign=? AND destination=? "
                 "AND ended_at IS NOT NULL ORDER BY started_at DESC LIMIT 1",
                 (self.campaign, self.destination),

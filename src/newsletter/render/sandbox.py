@@ -33,6 +33,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from itertools import islice
 from pathlib import Path
+from time import monotonic as _monotonic
 from types import BuiltinMethodType, CodeType, MethodType
 from typing import Any, cast
 
@@ -63,6 +64,11 @@ _STRUCTURAL = frozenset(
      "selectattr", "slice", "sort", "sum", "unique"}
 )  # fmt: skip
 _PLAIN = frozenset({str, Markup, int, float, bool, type(None)})
+# Filters whose arguments can multiply what they build; `sizes.filter_size` estimates them.
+_MULTIPLYING = frozenset(
+    {"center", "indent", "wordwrap", "replace", "join", "format", "truncate", "urlize", "batch", "slice", "sum"}
+)
+_ITEMISING = sizes.ITEMISING  # filters that take a text apart into its characters
 _BIG_OUTPUT = 64 * 1024  # an output value this long is counted where it is written, not only when built
 _CHECK_EVERY = 1024  # steps between clock reads: cheap, and still well under a second
 _OUTPUT_BLOCK = 256  # output chunks between size checks
@@ -222,13 +228,18 @@ class _Guarded(dict[str, Any]):
 
 
 def _guard(name: str, function: Callable[..., Any], *, is_filter: bool) -> Callable[..., Any]:
-    """`function` with the budget's checks around it: time after, sizes before and after."""
+    """`function` with the budget's checks around it: sizes before, time and size after.
+
+    This runs for every filter call of every message, so the common case (text in,
+    text out, nothing to multiply it) is a handful of comparisons, inlined.
+    """
     if getattr(function, "_newsletter_guarded", False) or name == _BUDGET_FILTER:
         return function
     skip = 0 if _PassArg.from_obj(function) is None else 1  # the environment or context Jinja passes first
     structural = not is_filter or name in _STRUCTURAL
     slow = is_filter and name in _SLOW_FILTERS
     listing = is_filter and name in ("join", "sum")
+    estimating = is_filter and name in _MULTIPLYING
     what = f"the {'filter' if is_filter else 'test'} '{name}'"
 
     @functools.wraps(function)
@@ -236,34 +247,46 @@ def _guard(name: str, function: Callable[..., Any], *, is_filter: bool) -> Calla
         budget = _current.get()
         if budget is None or len(args) <= skip:
             return function(*args, **kwargs)
-        budget.step()
         value = args[skip]
         if listing and not isinstance(value, list | tuple | str | jinja2.Undefined):
             value = _listed(budget, value)
             args = (*args[:skip], value, *args[skip + 1 :])
-        rest = args[skip + 1 :]
         if slow:
-            size = len(value) if isinstance(value, str) else sizes.text_size(value, MAX_SLOW_FILTER_CHARS)
-            if size > MAX_SLOW_FILTER_CHARS:
-                raise TemplateBudgetExceeded(
-                    f"{what} takes at most {MAX_SLOW_FILTER_CHARS:,} characters at a time, "
-                    f"not {size:,}: it works through its text in Python"
-                )
+            _check_slow(value, what)
         if not structural:
-            for argument in (value, *rest, *kwargs.values()):
-                budget.text(argument, what)
-        if is_filter:
-            estimate = sizes.filter_size(name, value, rest, kwargs, budget.room())
-            if estimate:
-                budget.expect(estimate, what)
+            for argument in args[skip:]:
+                if type(argument) not in _PLAIN:
+                    budget.text(argument, what)
+            for argument in kwargs.values():
+                if type(argument) not in _PLAIN:
+                    budget.text(argument, what)
+        if estimating or (type(value) is str and name in _ITEMISING):
+            rest = args[skip + 1 :]
+            if name != "wordwrap" or len(rest) > 2 or "wrapstring" in kwargs:  # only a wrapstring multiplies
+                budget.expect(sizes.filter_size(name, value, rest, kwargs, budget.room()), what)
         result = function(*args, **kwargs)
-        budget.clock()
+        if _monotonic() > budget.deadline:
+            budget.clock()
         if is_filter and result is not value:
-            budget.charge(result)
+            if type(result) is str or type(result) is Markup:
+                budget.built += len(result)
+                if budget.built > MAX_BUILT_CHARS:
+                    budget.charge(result)  # raises, with the message
+            else:
+                budget.charge(result)
         return result
 
     guarded._newsletter_guarded = True  # type: ignore[attr-defined]
     return guarded
+
+
+def _check_slow(value: Any, what: str) -> None:
+    size = len(value) if isinstance(value, str) else sizes.text_size(value, MAX_SLOW_FILTER_CHARS)
+    if size > MAX_SLOW_FILTER_CHARS:
+        raise TemplateBudgetExceeded(
+            f"{what} takes at most {MAX_SLOW_FILTER_CHARS:,} characters at a time, "
+            f"not {size:,}: it works through its text in Python"
+        )
 
 
 class _MeasuringFormatter(SandboxedFormatter):
@@ -550,7 +573,8 @@ def _check_repeat(sequence: Any, count: Any) -> None:
 def _check_product(left: Any, right: Any) -> None:
     ints = isinstance(left, int) and isinstance(right, int)
     if ints and left.bit_length() + right.bit_length() > MAX_POWER_BITS:
-        raise TemplateBudgetExceeded(f"{left} * {right} is too large a number for a template")
+        bits = left.bit_length() + right.bit_length()
+        raise TemplateBudgetExceeded(f"a product of about {bits:,} bits is too large a number for a template")
 
 
 def _check_power(base: Any, exponent: Any) -> None:

@@ -23,7 +23,8 @@ alone is 8 bytes, and filters walk items one at a time in Python."""
 
 _SCALARS = (int, float, bool, type(None))
 _SEQUENCES = (list, tuple, set, frozenset, KeysView, ValuesView, ItemsView)
-_ITEMISING = frozenset({"list", "sort", "unique", "batch", "slice", "map", "select", "reject", "groupby"})
+ITEMISING = frozenset({"list", "sort", "unique", "batch", "slice", "map", "select", "reject", "groupby"})
+"""Filters that, given a text, take it apart into a list of its characters."""
 _DIGITS = re.compile(r"\d+")
 _PRINTF = re.compile(
     r"%(?:\((?P<key>[^)]*)\))?[#0\- +]*(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d+))?[hlL]?(?P<type>.?)", re.DOTALL
@@ -200,7 +201,7 @@ def filter_size(name: str, value: Any, args: tuple[Any, ...], kwargs: Mapping[st
         return 3 * size + (size // 2 + 1) * (64 + extra)
     if name == "join" and isinstance(value, list | tuple):
         return joined_size(str(_arg(args, kwargs, 0, "d", "")), value, limit)
-    if isinstance(value, str) and name in _ITEMISING:  # a text taken apart into its characters
+    if isinstance(value, str) and name in ITEMISING:  # a text taken apart into its characters
         return ITEM_COST * len(value)
     if name in ("batch", "slice"):
         count = _int(_arg(args, kwargs, 0, "linecount" if name == "batch" else "slices", 1))

@@ -38,6 +38,7 @@ from types import BuiltinMethodType, CodeType, MethodType
 from typing import Any, cast
 
 import jinja2
+import markupsafe
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.exceptions import SecurityError
@@ -56,7 +57,9 @@ MAX_ITEMS = MAX_LOOP_ITERATIONS  # per list: no loop may walk a longer one
 MAX_SLOW_FILTER_CHARS = 100_000  # about a second of `wordwrap` or `urlize` at their slowest
 MAX_LIPSUM_WORDS = 100_000
 MAX_POWER_BITS = 64 * 1024
-_SLOW_FILTERS = frozenset({"wordwrap", "urlize"})
+_SLOW_FILTERS = frozenset({"wordwrap", "urlize", "striptags", "pprint"})
+# Filters that build nothing, or a number: left unwrapped, as they are cheap.
+_UNGUARDED = frozenset({"abs", "attr", "count", "d", "default", "first", "float", "int", "last", "length", "random"})
 # Filters that take lists and dicts apart rather than turning them into text.
 _STRUCTURAL = frozenset(
     {"attr", "batch", "count", "d", "default", "dictsort", "first", "groupby", "items", "join", "last",
@@ -68,7 +71,8 @@ _PLAIN = frozenset({str, Markup, int, float, bool, type(None)})
 _MULTIPLYING = frozenset(
     {"center", "indent", "wordwrap", "replace", "join", "format", "truncate", "urlize", "batch", "slice", "sum"}
 )
-_ITEMISING = sizes.ITEMISING  # filters that take a text apart into its characters
+# Filters that take a text apart into a list (of its characters; wordcount, of its words).
+_ITEMISING = sizes.ITEMISING | {"wordcount"}
 _BIG_OUTPUT = 64 * 1024  # an output value this long is counted where it is written, not only when built
 _CHECK_EVERY = 1024  # steps between clock reads: cheap, and still well under a second
 _OUTPUT_BLOCK = 256  # output chunks between size checks
@@ -161,32 +165,57 @@ _PLAIN_TEXT = frozenset({str, Markup})
 _SCALARS = frozenset({int, float, bool, type(None)})
 
 
-def _finalize(value: Any) -> Any:
-    """Every value a template writes (`{{ x }}`), before Jinja turns it into text.
+def _plain_escape(text: str) -> str:
+    return str(markupsafe.escape(text))
 
-    Text and numbers pass at once (this runs for every field of every message). A list
-    or a dict is measured first: its `str()` is built in one C-level step. A very long
-    text is counted too, as its escaped copy is built here for the output.
+
+# markupsafe's `escape` is Python wrapping this C function; calling it directly makes
+# the budget's output functions cost no more than Jinja's plain `escape(...)`.
+_escape_inner: Callable[[str], str] = getattr(markupsafe, "_escape_inner", None) or _plain_escape
+
+
+def _write_escaped(value: Any) -> Markup:
+    """`{{ x }}` with autoescape: `escape(x)`, with a list's text or a very long text counted first.
+
+    This runs for every field of every message, so text of an ordinary length takes
+    exactly markupsafe's own fast path.
     """
-    kind = type(value)
-    if kind is str or kind is Markup:
-        if len(value) < _BIG_OUTPUT:
-            return value
-    elif kind in _SCALARS:
-        return value
+    if type(value) is str and len(value) < _BIG_OUTPUT:
+        return Markup(_escape_inner(value))  # noqa: S704 (the text was just escaped)
     budget = _current.get()
     if budget is not None:
         _count_written(budget, value)
-    return value
+    return markupsafe.escape(value)
 
 
-@jinja2.pass_eval_context
-def _finalize_buffered(eval_ctx: Any, value: Any) -> Any:
-    """What a macro or a `{% set %}` block writes: kept in a list until joined, so all counted."""
+def _write_text(value: Any) -> str:
+    """`{{ x }}` without autoescape: `str(x)`, with a list's text measured before it is built."""
+    kind = type(value)
+    if kind is str:
+        return cast(str, value)
+    if kind is not Markup and kind not in _SCALARS:
+        budget = _current.get()
+        if budget is not None:
+            _count_written(budget, value)
+    return str(value)
+
+
+def _buffer_escaped(value: Any) -> Markup:
+    """What a macro or a `{% set %}` block writes waits in a list until joined: all of it counts."""
+    text = _write_escaped(value)
     budget = _current.get()
-    if budget is not None and not (type(value) is str and not eval_ctx.autoescape):
-        _count_written(budget, value)
-    return value
+    if budget is not None:
+        budget.charge(text)
+    return text
+
+
+def _buffer_text(value: Any) -> str:
+    text = _write_text(value)
+    if text is not value:  # a new string: the text of a list, a number, a Markup
+        budget = _current.get()
+        if budget is not None:
+            budget.charge(text)
+    return text
 
 
 def _count_written(budget: _Budget, value: Any) -> None:
@@ -207,15 +236,18 @@ def _listed(budget: _Budget, iterable: Any) -> list[Any]:
 
 
 class _Guarded(dict[str, Any]):
-    """The environment's filters (or tests), each wrapped in the budget's checks as it is stored."""
+    """The environment's filters, each wrapped in the budget's checks as it is stored.
 
-    def __init__(self, functions: Mapping[str, Any], *, is_filter: bool) -> None:
+    Tests are left as they are: they answer yes or no, build nothing, and the clock
+    is read after the filter or loop step that uses them.
+    """
+
+    def __init__(self, functions: Mapping[str, Any]) -> None:
         super().__init__()
-        self.is_filter = is_filter
         self.update(functions)
 
     def __setitem__(self, name: str, function: Any) -> None:
-        super().__setitem__(name, _guard(name, function, is_filter=self.is_filter))
+        super().__setitem__(name, _guard(name, function))
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         for name, function in dict(*args, **kwargs).items():
@@ -227,48 +259,57 @@ class _Guarded(dict[str, Any]):
         return self[name]
 
 
-def _guard(name: str, function: Callable[..., Any], *, is_filter: bool) -> Callable[..., Any]:
+def _guard(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     """`function` with the budget's checks around it: sizes before, time and size after.
 
-    This runs for every filter call of every message, so the common case (text in,
-    text out, nothing to multiply it) is a handful of comparisons, inlined.
+    This runs for every filter call of every message, so each check is decided once,
+    here, per filter, and the common case (text in, text out, nothing to multiply it)
+    costs a few comparisons.
     """
-    if getattr(function, "_newsletter_guarded", False) or name == _BUDGET_FILTER:
+    if getattr(function, "_newsletter_guarded", False) or name in _UNGUARDED or name == _BUDGET_FILTER:
         return function
     skip = 0 if _PassArg.from_obj(function) is None else 1  # the environment or context Jinja passes first
-    structural = not is_filter or name in _STRUCTURAL
-    slow = is_filter and name in _SLOW_FILTERS
-    listing = is_filter and name in ("join", "sum")
-    estimating = is_filter and name in _MULTIPLYING
-    what = f"the {'filter' if is_filter else 'test'} '{name}'"
+    textual = name not in _STRUCTURAL  # turns its value into text
+    slow = name in _SLOW_FILTERS
+    listing = name in ("join", "sum")
+    estimating = name in _MULTIPLYING
+    itemising = name in _ITEMISING
+    # wordwrap (in nearly every text part) is only estimated when given a wrapstring, the
+    # one argument that multiplies it; the other estimating filters are rare: always.
+    first, keyword = (3, "wrapstring") if name == "wordwrap" else (0, None)
+    what = f"the filter '{name}'"
+
+    cap = MAX_SLOW_FILTER_CHARS if slow else MAX_BUILT_CHARS
+    simple = not (listing or itemising)  # a text value needs no more than the length checks below
 
     @functools.wraps(function)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         budget = _current.get()
-        if budget is None or len(args) <= skip:
+        if budget is None:
             return function(*args, **kwargs)
         value = args[skip]
-        if listing and not isinstance(value, list | tuple | str | jinja2.Undefined):
+        if simple and type(value) is str:  # the common case, kept short
+            if len(value) > cap:
+                _check_slow(value, what)
+        elif listing and not isinstance(value, list | tuple | str | jinja2.Undefined):
             value = _listed(budget, value)
             args = (*args[:skip], value, *args[skip + 1 :])
-        if slow:
-            _check_slow(value, what)
-        if not structural:
-            for argument in args[skip:]:
-                if type(argument) not in _PLAIN:
-                    budget.text(argument, what)
-            for argument in kwargs.values():
-                if type(argument) not in _PLAIN:
-                    budget.text(argument, what)
-        if estimating or (type(value) is str and name in _ITEMISING):
-            rest = args[skip + 1 :]
-            if name != "wordwrap" or len(rest) > 2 or "wrapstring" in kwargs:  # only a wrapstring multiplies
-                budget.expect(sizes.filter_size(name, value, rest, kwargs, budget.room()), what)
+        elif isinstance(value, str):
+            if len(value) > cap:
+                _check_slow(value, what)
+            if itemising:
+                budget.expect(sizes.ITEM_COST * len(value), what)
+        elif textual and type(value) not in _SCALARS:
+            if slow:
+                _check_slow(value, what)
+            budget.text(value, what)
+        if estimating and (len(args) > skip + first or (kwargs and (keyword is None or keyword in kwargs))):
+            budget.expect(sizes.filter_size(name, value, args[skip + 1 :], kwargs, budget.room()), what)
         result = function(*args, **kwargs)
         if _monotonic() > budget.deadline:
             budget.clock()
-        if is_filter and result is not value:
-            if type(result) is str or type(result) is Markup:
+        if result is not value:
+            if type(result) is str:
                 budget.built += len(result)
                 if budget.built > MAX_BUILT_CHARS:
                     budget.charge(result)  # raises, with the message
@@ -315,13 +356,11 @@ class _MeasuringEscapeFormatter(_MeasuringFormatter, SandboxedEscapeFormatter):
 
 
 class _BudgetedCodeGenerator(CodeGenerator):
-    """Jinja's compiler, with `~` and buffered output sent through the budget.
+    """Jinja's compiler, with `~` and every `{{ x }}` sent through the budget.
 
-    `a ~ b` compiles to a join Jinja does not route through the environment, and what
-    a macro or a `{% set %}` block writes waits in a list; both are counted here.
+    `a ~ b` compiles to a join Jinja does not route through the environment; `{{ x }}`
+    to `escape(x)` or `str(x)`, which for a list builds its whole text in one step.
     """
-
-    _buffered = CodeGenerator._FinalizeInfo(None, "environment.finalize_buffered(context.eval_ctx, ")
 
     @optimizeconst
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
@@ -333,10 +372,16 @@ class _BudgetedCodeGenerator(CodeGenerator):
         self.write(f"), {autoescape})")
 
     def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: CodeGenerator._FinalizeInfo) -> None:
-        super()._output_child_pre(node, frame, finalize if frame.buffer is None else self._buffered)
-
-    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: CodeGenerator._FinalizeInfo) -> None:
-        super()._output_child_post(node, frame, finalize if frame.buffer is None else self._buffered)
+        """Jinja writes `escape(` or `str(` here; these are the same with the budget's checks."""
+        where = "write" if frame.buffer is None else "buffer"
+        if frame.eval_ctx.volatile:
+            self.write(f"(environment.{where}_escaped if context.eval_ctx.autoescape else environment.{where}_text)(")
+        elif frame.eval_ctx.autoescape:
+            self.write(f"environment.{where}_escaped(")
+        else:
+            self.write(f"environment.{where}_text(")
+        if finalize.src is not None:
+            self.write(finalize.src)
 
 
 class BudgetedTemplate(jinja2.Template):
@@ -402,12 +447,10 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
     code_generator_class = _BudgetedCodeGenerator
 
     def __init__(self, **options: Any) -> None:
-        options.setdefault("finalize", _finalize)
         super().__init__(**options)
-        # Every filter and test, Jinja's and those set later (the renderer's wordwrap), is
+        # Every filter, Jinja's and those set later (the renderer's wordwrap), is
         # wrapped once, when it is stored: lookups stay plain dict reads at C speed.
-        self.filters = _Guarded(self.filters, is_filter=True)
-        self.tests = _Guarded(self.tests, is_filter=False)
+        self.filters = _Guarded(self.filters)
         self.filters[_BUDGET_FILTER] = _budgeted
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
@@ -498,7 +541,10 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
         budget.charge(result)
         return result
 
-    finalize_buffered = staticmethod(_finalize_buffered)
+    write_escaped = staticmethod(_write_escaped)
+    write_text = staticmethod(_write_text)
+    buffer_escaped = staticmethod(_buffer_escaped)
+    buffer_text = staticmethod(_buffer_text)
 
     def concat(self, parts: Iterable[str]) -> str:
         """The output of a macro, a call block or a `{% set %}` block, joined and counted."""
@@ -506,10 +552,10 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
         if budget is None:
             return "".join(parts)
         parts = parts if isinstance(parts, list) else list(parts)
-        budget.expect(sum(map(len, parts)), "a macro or block")
-        text = "".join(parts)
-        budget.charge(text)
-        return text
+        size = sum(map(len, parts))
+        budget.expect(size, "a macro or block")
+        budget.built += size
+        return "".join(parts)
 
     def join_parts(self, parts: tuple[Any, ...], autoescape: bool) -> str:
         """`a ~ b ~ c`: measured before it is joined, counted after."""

@@ -178,7 +178,7 @@ def filter_size(name: str, value: Any, args: tuple[Any, ...], kwargs: Mapping[st
         width = _arg(args, kwargs, 0, "width", 4)
         indent = len(width) if isinstance(width, str) else _int(width)
         lines = value.count("\n") + 2 if isinstance(value, str) else _text(value, limit) + 2
-        return _text(value, limit) + lines * indent
+        return _text(value, limit) + lines * (indent + ITEM_COST)  # and a list of the lines
     if name == "wordwrap":
         size = _text(value, limit)
         width = max(_int(_arg(args, kwargs, 0, "width", 79), 1) - 1, 1)
@@ -201,8 +201,6 @@ def filter_size(name: str, value: Any, args: tuple[Any, ...], kwargs: Mapping[st
         return 3 * size + (size // 2 + 1) * (64 + extra)
     if name == "join" and isinstance(value, list | tuple):
         return joined_size(str(_arg(args, kwargs, 0, "d", "")), value, limit)
-    if isinstance(value, str) and name in ITEMISING:  # a text taken apart into its characters
-        return ITEM_COST * len(value)
     if name in ("batch", "slice"):
         count = _int(_arg(args, kwargs, 0, "linecount" if name == "batch" else "slices", 1))
         filled = name == "slice" or _arg(args, kwargs, 1, "fill_with", None) is not None

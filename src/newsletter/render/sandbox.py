@@ -180,8 +180,12 @@ def _write_escaped(value: Any) -> Markup:
     This runs for every field of every message, so text of an ordinary length takes
     exactly markupsafe's own fast path.
     """
-    if type(value) is str and len(value) < _BIG_OUTPUT:
-        return Markup(_escape_inner(value))  # noqa: S704 (the text was just escaped)
+    kind = type(value)
+    if kind is str:
+        if len(value) < _BIG_OUTPUT:
+            return Markup(_escape_inner(value))  # noqa: S704 (the text was just escaped)
+    elif kind in _SCALARS or (kind is Markup and len(value) < _BIG_OUTPUT):
+        return markupsafe.escape(value)
     budget = _current.get()
     if budget is not None:
         _count_written(budget, value)
@@ -378,10 +382,20 @@ class _BudgetedCodeGenerator(CodeGenerator):
             self.write(f"(environment.{where}_escaped if context.eval_ctx.autoescape else environment.{where}_text)(")
         elif frame.eval_ctx.autoescape:
             self.write(f"environment.{where}_escaped(")
+        elif finalize.src is None:
+            # Text passes inline, as `str(x)` would pass it: a call per field of a text part was measurable.
+            self.write("(_w if type(_w := ")
+            return
         else:
             self.write(f"environment.{where}_text(")
         if finalize.src is not None:
             self.write(finalize.src)
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: CodeGenerator._FinalizeInfo) -> None:
+        if frame.eval_ctx.volatile or frame.eval_ctx.autoescape or finalize.src is not None:
+            super()._output_child_post(node, frame, finalize)
+        else:
+            self.write(f") is str else environment.{'write' if frame.buffer is None else 'buffer'}_text(_w))")
 
 
 class BudgetedTemplate(jinja2.Template):
@@ -520,6 +534,8 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
         return result
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        """`*` and `**` are bounded per step (`_check_repeat`, `_check_power`), `%` and `+` judged
+        against what is left; every result is counted, so steps cannot add up unseen."""
         if operator == "*":
             _check_repeat(left, right)
             _check_repeat(right, left)
@@ -531,10 +547,6 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
             return super().call_binop(context, operator, left, right)
         if operator == "%" and isinstance(left, str):
             budget.expect(sizes.printf_size(left, right, budget.room()), "'%' formatting")
-        elif operator == "*":
-            for sequence, count in ((left, right), (right, left)):
-                if isinstance(count, int) and not isinstance(count, bool):
-                    budget.expect(sizes.built_size(sequence) * count, "repeating a value")
         elif operator == "+":
             budget.expect(sizes.built_size(left) + sizes.built_size(right), "'+'")
         result = super().call_binop(context, operator, left, right)

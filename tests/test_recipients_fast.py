@@ -31,6 +31,7 @@ def reference(text: str) -> str | None:
 @example(".a@example.org")
 @example("a@-x.example.org")
 @example("a" * 65 + "@example.org")
+@example("WWW@A.bd")  # an RFC 2142 role name, which email-validator lower-cases
 def test_fast_path_agrees_with_email_validator(text: str) -> None:
     fast = _plain_address(text)
     if fast is not None:
@@ -41,6 +42,14 @@ def test_fast_path_agrees_with_email_validator(text: str) -> None:
 def test_the_fast_path_takes_the_common_shape() -> None:
     assert _plain_address("Reader.One+news@Mail.Example.ORG") == "Reader.One+news@mail.example.org"
     assert _plain_address("иван@пример.рф") is None
+
+
+def test_the_copy_of_the_role_mailbox_names_matches_email_validator() -> None:
+    from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES as theirs
+
+    from newsletter.inputs.addresses import CASE_INSENSITIVE_MAILBOX_NAMES
+
+    assert frozenset(theirs) == CASE_INSENSITIVE_MAILBOX_NAMES
 
 
 def test_the_copy_of_the_special_use_names_matches_email_validator() -> None:

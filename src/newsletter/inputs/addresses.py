@@ -28,6 +28,14 @@ SPECIAL_USE_DOMAIN_NAMES = ("arpa", "invalid", "local", "localhost", "onion", "t
 _SPECIAL_USE = re.compile(r"(?:^|\.)(?:" + "|".join(map(re.escape, SPECIAL_USE_DOMAIN_NAMES)) + r")\Z")
 
 
+# RFC 2142's role mailboxes, which email-validator lower-cases; a copy, so that plain lists
+# never import it (a test keeps the two equal).
+CASE_INSENSITIVE_MAILBOX_NAMES = frozenset(
+    {"info", "marketing", "sales", "support", "abuse", "noc", "security", "postmaster", "hostmaster"}
+    | {"usenet", "news", "webmaster", "www", "uucp", "ftp"}
+)
+
+
 def _plain_address(text: str) -> str | None:
     """The normalized address when `text` has the common plain shape, else None (ask the validator)."""
     match = _PLAIN.fullmatch(text)
@@ -36,7 +44,10 @@ def _plain_address(text: str) -> str | None:
     domain = match.group(1).lower()
     if _SPECIAL_USE.search(domain):
         return None
-    return text[: text.index("@") + 1] + domain
+    local = text[: text.index("@")]
+    if local.lower() in CASE_INSENSITIVE_MAILBOX_NAMES:  # RFC 2142 role names: `WWW@` is `www@`
+        local = local.lower()
+    return local + "@" + domain
 
 
 def check_address(text: str) -> tuple[str, bool]:

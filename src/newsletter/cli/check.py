@@ -43,6 +43,8 @@ def check(source: CampaignFolder, ask_relay: bool) -> None:
     table.add_row("largest HTML", f"{report.largest_html / 1024:.1f} KB")
     if report.largest_message:
         table.add_row("largest message", f"{report.largest_message / 1024:.1f} KB")
+    if ask_relay and project.settings.smtp is not None and not any(f.code == "smtp-connect" for f in result.findings):
+        table.add_row("relay login", result.relay_login or "none (no SMTP_USERNAME)")
     if result.relay_size:
         table.add_row("relay accepts", f"{result.relay_size / 1024:.1f} KB (SIZE)")
     out.print(table)

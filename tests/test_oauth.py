@@ -360,3 +360,75 @@ def test_check_smtp_names_the_password_mechanism_too(
     result = cli(folder, "check", "--smtp")
     assert result.exit_code == 0, result.output
     assert "relay login PLAIN as mozer" in " ".join(result.output.split())
+
+
+# -- newsletter login / logout -------------------------------------------------------------
+
+
+def test_login_microsoft_signs_in_with_the_device_code_and_logout_forgets_it(
+    tmp_path: Path, server_tls: ssl.SSLContext, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsletter.oauth import providers
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # the default context trusts the local endpoint
+    folder = make_campaign(tmp_path / "c")
+    answers = {
+        "/devicecode": [(200, {**DEVICE, "interval": 1})],
+        "/token": [(400, {"error": "authorization_pending"}), (200, {"access_token": "a", "refresh_token": "r"})],
+    }
+    with token_endpoint(server_tls, answers) as endpoint:
+        local = _provider(f"https://127.0.0.1:{endpoint.port}")
+        monkeypatch.setattr(providers, "microsoft", lambda tenant=None: local)  # the endpoints, nothing else
+        result = cli(folder, "login", "microsoft", "--user", USER, "--client-id", "my-app")
+    assert result.exit_code == 0, result.output
+    assert "enter the code ABCD-EFGH" in result.output and f"Signed in as {USER} with microsoft" in result.output
+    assert {fields["client_id"] for _, fields in endpoint.requests} == {"my-app"}
+    store = FileStore(tmp_path / "config" / "newsletter" / "logins")
+    saved = store.load("microsoft", USER)
+    assert saved is not None and saved.refresh_token == "r"
+    assert not list(folder.rglob("*.json"))  # nothing of the sign-in in the campaign folder
+    forgot = cli(folder, "logout", "microsoft", "--user", USER)
+    assert forgot.exit_code == 0 and "Forgot the microsoft sign-in" in forgot.output
+    assert store.load("microsoft", USER) is None
+    again = cli(folder, "logout", "microsoft", "--user", USER)
+    assert "No microsoft sign-in was stored" in again.output
+
+
+def test_login_says_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    folder = make_campaign(tmp_path / "c")
+    no_user = cli(folder, "login", "microsoft")
+    assert no_user.exit_code == 2 and "--user ADDRESS, or set SMTP_USERNAME" in no_user.output
+    no_app = cli(folder, "login", "microsoft", "--user", USER)
+    assert no_app.exit_code == 2 and "SMTP_OAUTH_CLIENT_ID is not set" in no_app.output
+    bad_tenant = cli(folder, "login", "microsoft", "--user", USER, "--client-id", "x", "--tenant", "a/../b")
+    assert bad_tenant.exit_code == 2 and "--tenant" in bad_tenant.output
+    no_secrets = cli(folder, "login", "google", "--user", USER)
+    assert no_secrets.exit_code == 2 and "--client-secrets FILE" in no_secrets.output
+    junk = tmp_path / "client.json"
+    junk.write_text("{}", encoding="utf-8")
+    bad_secrets = cli(folder, "login", "google", "--user", USER, "--client-secrets", str(junk))
+    assert bad_secrets.exit_code == 2
+    assert "not a client-secret JSON" in bad_secrets.output or "newsletter[oauth]" in bad_secrets.output
+
+
+def _loaded(imports: str, names: set[str]) -> list[str]:
+    """Which of `names` a fresh interpreter has really loaded (not just registered lazily) after `imports`."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys, {imports}; "
+        f"print(sorted({names!r} & {{m for m, v in sys.modules.items() if type(v).__name__ != '_LazyModule'}}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return list(eval(done.stdout))  # noqa: S307 (our own child's printed list)
+
+
+def test_help_and_the_password_path_load_no_oauth_code() -> None:
+    oauth = {"keyring", "google_auth_oauthlib", "newsletter.oauth.tokens", "newsletter.oauth.client"}
+    assert _loaded("newsletter.cli", {*oauth, "urllib.request", "http.client"}) == []  # what --help loads
+    assert _loaded("newsletter.cli, newsletter.delivery.transports.smtp, newsletter.project", oauth) == []

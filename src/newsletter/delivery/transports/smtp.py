@@ -189,6 +189,7 @@ class SMTPTransport:
         """Connect and log in. An XOAUTH2 token refused (or cut off) that was fetched before this
         call is renewed once and the login tried again: it expired during the campaign."""
         started = time.monotonic()
+        self._refused_token = None
         try:
             self._open()
         except (SetupError, ConnectionLost):

@@ -20,7 +20,7 @@ from newsletter.oauth.providers import DeviceProvider, device_login
 from newsletter.oauth.store import FileStore, Login
 from newsletter.oauth.tokens import token_source
 from tests.oauthd import command_runs, token_command, token_endpoint, xoauth2_server
-from tests.security.conftest import cli, make_campaign
+from tests.security.conftest import cli, make_campaign, serve
 from tests.smtpd import Server
 
 USER = "editor@example.org"
@@ -432,3 +432,35 @@ def test_help_and_the_password_path_load_no_oauth_code() -> None:
     oauth = {"keyring", "google_auth_oauthlib", "newsletter.oauth.tokens", "newsletter.oauth.client"}
     assert _loaded("newsletter.cli", {*oauth, "urllib.request", "http.client"}) == []  # what --help loads
     assert _loaded("newsletter.cli, newsletter.delivery.transports.smtp, newsletter.project", oauth) == []
+
+
+def test_a_relay_that_stopped_taking_passwords_points_to_xoauth2(
+    server_tls: ssl.SSLContext, ca_file: Path
+) -> None:
+    from newsletter.delivery.transports.smtp import SMTPTransport
+
+    refusal = "535 5.7.139 Authentication unsuccessful, basic authentication is disabled."
+    with serve(starttls=server_tls, ca_file=ca_file, auth={"mozer": "other"}, auth_failure_message=refusal) as server:
+        environ = {**server.env(), "SMTP_USERNAME": "mozer", "SMTP_PASSWORD": "correct horse"}
+        settings = load_settings(environ=environ)
+        assert settings.smtp is not None
+        with pytest.raises(SetupError) as caught:
+            SMTPTransport(settings.smtp).open()
+    assert "basic authentication is disabled" in str(caught.value)
+    assert "sign in with OAuth instead (SMTP_AUTH=xoauth2" in str(caught.value)
+    assert caught.value.exit_code == 2
+
+
+def test_the_redactor_removes_every_form_of_a_token() -> None:
+    import base64
+
+    from newsletter.delivery.transports.redact import Redactor, xoauth2_string
+
+    token = "ya29.a0AfH6SMBx-token-value"
+    redactor = Redactor("pw-123456", USER)
+    redactor.add(token, "1//0refresh-token-value")
+    text = (
+        f"echo {xoauth2_string(USER, token).decode()} and {token} and "
+        f"{base64.b64encode(token.encode()).decode()} and 1//0refresh-token-value and pw-123456"
+    )
+    assert redactor.clean(text) == "echo ******** and ******** and ******** and ******** and ********"

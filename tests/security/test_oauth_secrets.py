@@ -172,3 +172,32 @@ def test_a_campaign_folders_own_env_cannot_name_a_token_command(tmp_path: Path) 
     assert result.exit_code == 2, result.output
     assert "SMTP_OAUTH_TOKEN_COMMAND" in result.output and "would run a command" in result.output
     assert not marker.exists()
+
+
+def test_a_campaign_folders_own_env_cannot_send_your_sign_in_to_its_relay(
+    tmp_path: Path, server_tls: ssl.SSLContext, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Your stored sign-in is yours: a folder's .env may not pick the relay its access token goes to."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    folder = make_campaign(tmp_path / "c")
+    answers = {"/token": [(200, {"access_token": ACCESS, "expires_in": 3600})]}
+    with token_endpoint(server_tls, answers) as endpoint, xoauth2_server(
+        server_tls, ca_file, user=USER, tokens={ACCESS: None}
+    ) as server:
+        FileStore(config_dir() / "logins").save(Login("google", USER, endpoint.url("/token"), "cid", REFRESH))
+        write_env(
+            folder,
+            {
+                "SMTP_HOST": "127.0.0.1",
+                "SMTP_PORT": str(server.port),
+                "SMTP_USERNAME": USER,
+                "SMTP_AUTH": "xoauth2",
+                "SMTP_OAUTH_PROVIDER": "google",
+            },
+        )
+        result = cli(folder, "send", "--yes")
+    assert result.exit_code == 2, result.output
+    assert "SMTP_HOST=127.0.0.1" in result.output and "would hand your OAuth access token" in result.output
+    assert endpoint.requests == [] and server.recorder.attempts == [] and server.messages == []

@@ -8,10 +8,11 @@ A campaign folder may come from someone else, and so may its own `.env`: read by
 default, it may not lower the transport security the user chose. Switching TLS off
 for a relay on another machine (`SMTP_SECURITY=none`), allowing a password in clear
 text (`SMTP_ALLOW_PLAINTEXT_AUTH`) and trusting a CA that lives in the folder
-(`SMTP_CA_FILE`), and running a command for an OAuth token
-(`SMTP_OAUTH_TOKEN_COMMAND`), are honoured only from the environment, a flag, or an env file the
-user named (`--env-file`); from the folder's own `.env` they are refused, saying how
-to allow them.
+(`SMTP_CA_FILE`), running a command for an OAuth token (`SMTP_OAUTH_TOKEN_COMMAND`)
+and sending an OAuth token to a relay other than Microsoft's or Google's (`SMTP_HOST`
+with `SMTP_AUTH=xoauth2`) are honoured only from the environment, a flag, or an env
+file the user named (`--env-file`); from the folder's own `.env` they are refused,
+saying how to allow them.
 
 Values end up in SMTP commands and message headers, so none may hold a line
 break or other control character (python-dotenv turns `"\n"` in quotes into a
@@ -384,11 +385,15 @@ def _refuse_lowered_security(source: _Source, smtp: SMTPSettings, env_file: Path
         lowering.append(("SMTP_CA_FILE", "would trust a certificate authority that came with the folder"))
     if smtp.oauth_token_command is not None:
         lowering.append(("SMTP_OAUTH_TOKEN_COMMAND", "would run a command that came with the folder"))
+    if smtp.auth == "xoauth2" and smtp.host.lower().rstrip(".") not in _OAUTH_HOSTS:
+        # A sign-in is the user's, not the folder's: its token goes only where the user said.
+        lowering.append(("SMTP_HOST", "would hand your OAuth access token to a relay that the folder chose"))
     for name, effect in lowering:
         value, origin = source.get(name)
         if origin == source.shipped:
             raise ConfigError(
                 f"{name}={value} (from {env_file}) {effect}. A campaign folder's own .env may not "
-                "lower the transport security or run a command, since the folder may come from someone else; if you "
-                f"mean it, set {name} in the environment or pass --env-file {env_file}"
+                "lower the transport security, run a command or choose where a token goes, since the "
+                f"folder may come from someone else; if you mean it, set {name} in the environment or "
+                f"pass --env-file {env_file}"
             )

@@ -464,3 +464,23 @@ def test_the_redactor_removes_every_form_of_a_token() -> None:
         f"{base64.b64encode(token.encode()).decode()} and 1//0refresh-token-value and pw-123456"
     )
     assert redactor.clean(text) == "echo ******** and ******** and ******** and ******** and ********"
+
+
+def test_one_token_serves_all_connections_until_it_expires_and_is_renewed_once() -> None:
+    from newsletter.oauth.tokens import EARLY, TokenSource
+
+    now = [1000.0]
+    fetched: list[str] = []
+
+    def fetch() -> client.Grant:
+        fetched.append(f"t{len(fetched) + 1}")
+        return client.Grant(fetched[-1], expires_in=3600)
+
+    source = TokenSource(fetch, label="test", clock=lambda: now[0])
+    first = source.get()
+    assert source.get() is first and fetched == ["t1"]
+    now[0] += 3600 - EARLY + 1  # close to its stated expiry: renewed before a relay refuses it
+    second = source.get()
+    assert second.value == "t2"
+    assert source.renew(first) is second and fetched == ["t1", "t2"]  # already renewed by another connection
+    assert source.renew(second).value == "t3"

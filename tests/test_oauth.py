@@ -484,3 +484,11 @@ def test_one_token_serves_all_connections_until_it_expires_and_is_renewed_once()
     assert second.value == "t2"
     assert source.renew(first) is second and fetched == ["t1", "t2"]  # already renewed by another connection
     assert source.renew(second).value == "t3"
+
+
+def test_a_token_that_would_break_the_smtp_command_line_is_refused() -> None:
+    from newsletter.oauth.tokens import TokenSource
+
+    source = TokenSource(lambda: client.Grant("abc\r\nRSET"), label="token from a test")
+    with pytest.raises(TokenError, match="characters a token cannot have"):
+        source.get()

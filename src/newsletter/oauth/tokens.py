@@ -15,6 +15,7 @@ shown when it fails.
 
 from __future__ import annotations
 
+import re
 import shlex
 import ssl
 import subprocess
@@ -31,6 +32,7 @@ from newsletter.oauth.store import Store, default_store
 
 EARLY = 120.0  # seconds before its stated expiry that a token is renewed anyway
 SHOWN_STDERR = 600  # characters of a failing command's error output shown
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces (RFC 6750's b64token and more)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class TokenSource:
 
     def _new(self) -> Token:
         grant = self._fetch()
+        if not _TOKEN.fullmatch(grant.access_token):  # it goes into an SMTP command line
+            raise TokenError(f"the access token ({self.label}) has spaces or characters a token cannot have")
         now = self._clock()
         expires = now + grant.expires_in if grant.expires_in else None
         self._token = Token(grant.access_token, now, expires)

@@ -71,6 +71,10 @@ class ConfigError(InputError):
     """A setting (flag, environment or `.env`) is missing or malformed."""
 
 
+class TokenError(InputError):
+    """An OAuth access token could not be had (the token command, a refresh, a sign-in): exit 2."""
+
+
 class CampaignError(InputError):
     """`announcement.md` cannot be read: front matter, required keys, Markdown."""
 

@@ -64,6 +64,11 @@ class Project:
         smtp = self.settings.smtp
         if smtp is not None:
             needed = tuple(smtputf8_needed)
+            if smtp.auth == "xoauth2":  # one token for all connections, renewed once for all
+                from newsletter.oauth.tokens import token_source
+
+                tokens = token_source(smtp)
+                return lambda: SMTPTransport(smtp, smtputf8_needed=needed, tokens=tokens)
             return lambda: SMTPTransport(smtp, smtputf8_needed=needed)
         outbox = self.outbox
         return lambda: OutboxTransport(outbox)

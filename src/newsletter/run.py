@@ -31,7 +31,15 @@ from newsletter.delivery.spool import Spool
 from newsletter.delivery.states import DEFERRED, FAILED, PROBLEMS, SENDING, SENT, UNKNOWN
 from newsletter.delivery.suppression import read_unsubscribed
 from newsletter.delivery.transports.smtp import SMTPTransport
-from newsletter.errors import Cancelled, CheckFailed, ConnectionLost, DeliveryError, InputError, RelayUnreachable
+from newsletter.errors import (
+    Cancelled,
+    CheckFailed,
+    ConnectionLost,
+    DeliveryError,
+    InputError,
+    RelayUnreachable,
+    TokenError,
+)
 from newsletter.inputs.addresses import check_address
 from newsletter.inputs.folder import DEFAULT_ENCODING, CampaignFolder, address_stem
 from newsletter.inputs.recipients import Recipient
@@ -81,6 +89,7 @@ class CheckResult:
     findings: list[Finding]
     relay_size: int | None
     refusal: str | None  # why a send would not go ahead, if it would not
+    relay_login: str | None = None  # with `ask_relay`: how it logged in, and as whom ("XOAUTH2 as ...")
 
     @property
     def ok(self) -> bool:
@@ -93,17 +102,18 @@ def check(project: Project, *, ask_relay: bool = False) -> CheckResult:
     # scan_rows=0: the pre-send check rendered every row already.
     findings = check_campaign(project, largest_html=report.largest_html, scan_rows=0)
     relay_size: int | None = None
+    relay_login: str | None = None
     if ask_relay and project.settings.smtp is None:
         findings.append(Finding("info", "smtp-none", "--smtp: no SMTP_HOST is set, so there is no relay to ask"))
     elif ask_relay:
         try:
-            relay_size = smtp_size_limit(project)
-        except DeliveryError as exc:
+            relay_size, relay_login = _ask_relay(project)
+        except (DeliveryError, TokenError) as exc:
             findings.append(Finding("error", "smtp-connect", f"cannot use the relay: {exc}"))
     findings += delivery_findings(
         project, recipients=report.valid, message_bytes=report.largest_message, smtp_max_size=relay_size
     )
-    return CheckResult(report, findings, relay_size, report.refusal(project.recipients.path.name))
+    return CheckResult(report, findings, relay_size, report.refusal(project.recipients.path.name), relay_login)
 
 
 def smtp_size_limit(project: Project) -> int | None:
@@ -112,13 +122,17 @@ def smtp_size_limit(project: Project) -> int | None:
     None when it states no limit, or there is no relay. Raises DeliveryError like a
     send would; sends nothing.
     """
-    smtp = project.settings.smtp
-    if smtp is None:
-        return None
-    transport = SMTPTransport(smtp)
+    return _ask_relay(project)[0]
+
+
+def _ask_relay(project: Project) -> tuple[int | None, str | None]:
+    """The relay's SIZE and how we logged in (mechanism and user), from one connection."""
+    if project.settings.smtp is None:
+        return None, None
+    transport = project.transport_factory()()
     transport.open()
     try:
-        return transport.max_size
+        return (transport.max_size, transport.login) if isinstance(transport, SMTPTransport) else (None, None)
     finally:
         transport.close()
 

@@ -46,6 +46,8 @@ def check(source: CampaignFolder, ask_relay: bool) -> None:
         table.add_row("largest HTML", human_size(report.largest_html))
     if report.largest_message:
         table.add_row("largest message", human_size(report.largest_message))
+    if ask_relay and project.settings.smtp is not None and not any(f.code == "smtp-connect" for f in result.findings):
+        table.add_row("relay login", result.relay_login or "none (no SMTP_USERNAME)")
     if result.relay_size:
         table.add_row("relay accepts", f"{human_size(result.relay_size)} (SIZE)")
     out.print(table)

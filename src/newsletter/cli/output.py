@@ -48,6 +48,7 @@ def destination(project: Project) -> str:
     if smtp is None:
         return f"outbox folder {project.outbox} (no SMTP_HOST set)"
     who = f" as {smtp.username}" if smtp.username else ""
+    who += " with XOAUTH2" if smtp.auth == "xoauth2" else ""
     return f"SMTP {smtp.address} ({smtp.security}){who}"
 
 

@@ -8,9 +8,11 @@ A campaign folder may come from someone else, and so may its own `.env`: read by
 default, it may not lower the transport security the user chose. Switching TLS off
 for a relay on another machine (`SMTP_SECURITY=none`), allowing a password in clear
 text (`SMTP_ALLOW_PLAINTEXT_AUTH`) and trusting a CA that lives in the folder
-(`SMTP_CA_FILE`) are honoured only from the environment, a flag, or an env file the
-user named (`--env-file`); from the folder's own `.env` they are refused, saying how
-to allow them.
+(`SMTP_CA_FILE`), running a command for an OAuth token (`SMTP_OAUTH_TOKEN_COMMAND`)
+and sending an OAuth token to a relay other than Microsoft's or Google's (`SMTP_HOST`
+with `SMTP_AUTH=xoauth2`) are honoured only from the environment, a flag, or an env
+file the user named (`--env-file`); from the folder's own `.env` they are refused,
+saying how to allow them.
 
 Values end up in SMTP commands and message headers, so none may hold a line
 break or other control character (python-dotenv turns `"\n"` in quotes into a
@@ -25,6 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 from dotenv import dotenv_values
 
@@ -49,6 +52,11 @@ KNOWN_SETTINGS = (
     "SMTP_TIMEOUT",
     "SMTP_CA_FILE",
     "SMTP_ALLOW_PLAINTEXT_AUTH",
+    "SMTP_AUTH",
+    "SMTP_OAUTH_TOKEN_COMMAND",
+    "SMTP_OAUTH_PROVIDER",
+    "SMTP_OAUTH_TENANT",
+    "SMTP_OAUTH_CLIENT_ID",
     "NEWSLETTER_FROM",
     "NEWSLETTER_REPLY_TO",
     "NEWSLETTER_UNSUBSCRIBE_URL",
@@ -100,6 +108,13 @@ class SMTPSettings:
     # only; `any` is the explicit say-so for another host (a relay on a private network).
     allow_plaintext_auth: bool = False
     plaintext_auth_any_host: bool = False
+    # SMTP_AUTH=xoauth2: an OAuth 2.0 access token instead of the password, from
+    # SMTP_OAUTH_TOKEN_COMMAND or from a `newsletter login` of `oauth_provider`.
+    auth: AuthMechanism = "password"
+    oauth_token_command: str | None = None
+    oauth_provider: str | None = None
+    oauth_tenant: str | None = None
+    oauth_client_id: str | None = None
 
     @property
     def address(self) -> str:
@@ -130,6 +145,12 @@ class Settings:
     rate: float | None = None
     connections: int = DEFAULT_CONNECTIONS
     env_file: Path | None = None
+
+
+AuthMechanism = Literal["password", "xoauth2"]
+OAUTH_PROVIDERS = ("microsoft", "google")
+# The relays whose provider SMTP_OAUTH_PROVIDER may leave out.
+_OAUTH_HOSTS = {"smtp.office365.com": "microsoft", "smtp-mail.outlook.com": "microsoft", "smtp.gmail.com": "google"}
 
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?\s*$", re.I)
@@ -301,6 +322,7 @@ def _smtp_settings(source: _Source) -> SMTPSettings | None:
         raise _error("SMTP_CA_FILE", ca_origin, f"no such file: {ca_file}")
     password = source.text("SMTP_PASSWORD")
     any_host = (source.text("SMTP_ALLOW_PLAINTEXT_AUTH") or "").lower() == "any"
+    oauth = _oauth_settings(source, host)
     return SMTPSettings(
         host=host,
         port=int(port) if port is not None else DEFAULT_PORTS[sec],
@@ -311,7 +333,40 @@ def _smtp_settings(source: _Source) -> SMTPSettings | None:
         ca_file=ca_file,
         allow_plaintext_auth=any_host or _flag(source, "SMTP_ALLOW_PLAINTEXT_AUTH", also=" (or any)"),
         plaintext_auth_any_host=any_host,
+        **oauth,
     )
+
+
+def _oauth_settings(source: _Source, host: str) -> dict[str, Any]:
+    """SMTP_AUTH and, for xoauth2, where the token comes from (checked here, used at login)."""
+    raw, origin = source.get("SMTP_AUTH")
+    auth = (raw or "password").lower()
+    if auth not in ("password", "xoauth2"):
+        raise _error("SMTP_AUTH", origin, f"expected password | xoauth2, got {raw!r}")
+    if auth == "password":
+        return {"auth": "password"}
+    if source.text("SMTP_USERNAME") is None:
+        raise _error("SMTP_AUTH", origin, "xoauth2 needs SMTP_USERNAME, the mailbox to sign in as")
+    command = source.text("SMTP_OAUTH_TOKEN_COMMAND")
+    raw_provider, provider_origin = source.get("SMTP_OAUTH_PROVIDER")
+    provider = (raw_provider or "").lower() or _OAUTH_HOSTS.get(host.lower().rstrip("."))
+    if raw_provider is not None and provider not in OAUTH_PROVIDERS:
+        choices = " | ".join(OAUTH_PROVIDERS)
+        raise _error("SMTP_OAUTH_PROVIDER", provider_origin, f"expected {choices}, got {raw_provider!r}")
+    if command is None and provider is None:
+        raise _error(
+            "SMTP_AUTH",
+            origin,
+            "xoauth2 needs a token: set SMTP_OAUTH_TOKEN_COMMAND (a command that prints one), or "
+            "SMTP_OAUTH_PROVIDER=microsoft|google and run `newsletter login PROVIDER` once",
+        )
+    return {
+        "auth": "xoauth2",
+        "oauth_token_command": command,
+        "oauth_provider": provider,
+        "oauth_tenant": source.text("SMTP_OAUTH_TENANT"),
+        "oauth_client_id": source.text("SMTP_OAUTH_CLIENT_ID"),
+    }
 
 
 def _refuse_lowered_security(source: _Source, smtp: SMTPSettings, env_file: Path, folder: Path) -> None:
@@ -328,11 +383,17 @@ def _refuse_lowered_security(source: _Source, smtp: SMTPSettings, env_file: Path
         lowering.append(("SMTP_ALLOW_PLAINTEXT_AUTH", "would let the password go in clear text"))
     if smtp.ca_file is not None and inside(smtp.ca_file.resolve(), folder.resolve()):
         lowering.append(("SMTP_CA_FILE", "would trust a certificate authority that came with the folder"))
+    if smtp.oauth_token_command is not None:
+        lowering.append(("SMTP_OAUTH_TOKEN_COMMAND", "would run a command that came with the folder"))
+    if smtp.auth == "xoauth2" and smtp.host.lower().rstrip(".") not in _OAUTH_HOSTS:
+        # A sign-in is the user's, not the folder's: its token goes only where the user said.
+        lowering.append(("SMTP_HOST", "would hand your OAuth access token to a relay that the folder chose"))
     for name, effect in lowering:
         value, origin = source.get(name)
         if origin == source.shipped:
             raise ConfigError(
                 f"{name}={value} (from {env_file}) {effect}. A campaign folder's own .env may not "
-                "lower the transport security, since the folder may come from someone else; if you "
-                f"mean it, set {name} in the environment or pass --env-file {env_file}"
+                "lower the transport security, run a command or choose where a token goes, since the "
+                f"folder may come from someone else; if you mean it, set {name} in the environment or "
+                f"pass --env-file {env_file}"
             )

@@ -11,10 +11,15 @@ Security rules kept here, whatever the settings say:
 - TLS is verified (certificate chain and host name); `starttls` never falls back
   to clear text when the server does not offer STARTTLS.
 - The password goes out in clear only with SMTP_SECURITY=none plus
-  SMTP_ALLOW_PLAINTEXT_AUTH: `1` for a loopback host, `any` for another.
+  SMTP_ALLOW_PLAINTEXT_AUTH: `1` for a loopback host, `any` for another. The same
+  holds for an OAuth access token (SMTP_AUTH=xoauth2).
 - No protocol trace is ever printed: it would carry the AUTH line. Every server
   reply that ends up in an error, the journal or the terminal goes through
-  `Redactor.clean` (password in any form removed, control characters replaced).
+  `Redactor.clean` (password and tokens in any form removed, control characters replaced).
+- SMTP_AUTH=xoauth2 logs in with `AUTH XOAUTH2` and an access token from a
+  `TokenSource`. A refusal of a token that was not fetched for this very login
+  (it expired mid-campaign) renews the token once and logs in again; the journal
+  never hears of it, as `open()` either succeeds or raises as before.
 - A message the server has said it cannot take (over its SIZE, or needing
   SMTPUTF8 it does not offer) is refused before MAIL, with the reason.
 """
@@ -23,16 +28,22 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import re
 import socket
 import ssl
+import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from newsletter.delivery.transports.redact import Redactor
+from newsletter.delivery.transports.redact import Redactor, xoauth2_string
 from newsletter.delivery.transports.wire import Closed, ProtocolError, Reply, ReplyTimeout, Wire
-from newsletter.errors import ConnectionLost, RecipientRefused, SetupError
+from newsletter.errors import ConnectionLost, RecipientRefused, SetupError, TokenError
 from newsletter.inputs.settings import SMTPSettings
 from newsletter.message.builder import Outgoing
+
+if TYPE_CHECKING:
+    from newsletter.oauth.tokens import Token, TokenSource
 
 
 def dot_stuffed(data: bytes) -> bytes:
@@ -110,7 +121,9 @@ class SMTPTransport:
     a send stops before its first message rather than failing them one by one.
     """
 
-    def __init__(self, settings: SMTPSettings, *, smtputf8_needed: Sequence[str] = ()) -> None:
+    def __init__(
+        self, settings: SMTPSettings, *, smtputf8_needed: Sequence[str] = (), tokens: TokenSource | None = None
+    ) -> None:
         self.settings = settings
         self.smtputf8_needed = tuple(smtputf8_needed)
         self._wire: Wire | None = None
@@ -120,6 +133,13 @@ class SMTPTransport:
         self.pipelining = False
         password = settings.password.reveal() if settings.password else None
         self._redactor = Redactor(password, settings.username)
+        if settings.auth == "xoauth2" and tokens is None:
+            from newsletter.oauth.tokens import token_source
+
+            tokens = token_source(settings)
+        self._tokens = tokens
+        self._refused_token: Token | None = None  # the token of the last XOAUTH2 login that failed
+        self.login: str | None = None  # how the last `open()` logged in, and as whom
 
     # -- errors, with the password kept out ---------------------------------------
 
@@ -157,14 +177,38 @@ class SMTPTransport:
                 "to this relay is trusted"
             )
 
+    def _check_plaintext_token(self) -> None:
+        s = self.settings
+        if s.auth == "xoauth2" and s.security == "none" and not (s.allow_plaintext_auth and s.on_loopback):
+            raise self._setup_error(
+                "refusing to send an OAuth access token without TLS (SMTP_SECURITY=none); use starttls "
+                "or tls (SMTP_ALLOW_PLAINTEXT_AUTH=1 allows it only for a relay on this machine)"
+            )
+
     def open(self) -> None:
+        """Connect and log in. An XOAUTH2 token refused (or cut off) that was fetched before this
+        call is renewed once and the login tried again: it expired during the campaign."""
+        started = time.monotonic()
+        self._refused_token = None
+        try:
+            self._open()
+        except (SetupError, ConnectionLost):
+            refused, self._refused_token = self._refused_token, None
+            if self._tokens is None or refused is None or refused.fetched_at >= started:
+                raise
+            self._tokens.renew(refused)
+            self._open()
+
+    def _open(self) -> None:
+        self._check_plaintext_token()
         self._check_plaintext_auth()
         self._drop()
+        self.login = None
         try:
             self._wire = self._connect()
             self._check_extensions()
             self._authenticate(self._wire)
-        except (SetupError, ConnectionLost):
+        except (SetupError, ConnectionLost, TokenError):
             self._drop()
             raise
         except ssl.SSLCertVerificationError as exc:
@@ -234,6 +278,9 @@ class SMTPTransport:
             return
         if "auth" not in self.features:
             raise self._setup_error("SMTP_USERNAME is set but the server offers no AUTH")
+        if self._tokens is not None:
+            self._xoauth2(wire, s.username, self._tokens)
+            return
         password = s.password.reveal() if s.password else ""
         if not (s.username.isascii() and password.isascii()):
             raise self._setup_error(
@@ -266,8 +313,47 @@ class SMTPTransport:
             if 400 <= exc.reply.code < 500:
                 raise
             raise self._setup_error(
-                f"authentication failed for {s.username}: {self._text(exc.reply)}", exc.reply.code
+                f"authentication failed for {s.username}: {self._text(exc.reply)}{_password_hint(exc.reply)}",
+                exc.reply.code,
             ) from None
+        self.login = f"{'PLAIN' if 'PLAIN' in mechanisms else 'LOGIN'} as {s.username}"
+
+    def _xoauth2(self, wire: Wire, user: str, tokens: TokenSource) -> None:
+        """`AUTH XOAUTH2` with the token as initial response; one mechanism, one try per token.
+
+        A refusal may come as `334 <base64 JSON>` (status, schemes, scope): the client
+        must answer it with an empty line, and then the relay sends its 535.
+        """
+        mechanisms = self.features["auth"].upper().split()
+        if "XOAUTH2" not in mechanisms:
+            offered = " ".join(mechanisms) or "none"
+            raise self._setup_error(f"SMTP_AUTH=xoauth2, but the server does not offer XOAUTH2; it offers {offered}")
+        if not user.isascii():
+            raise self._setup_error("SMTP_USERNAME must be ASCII for XOAUTH2")
+        token = tokens.get()
+        self._redactor.add(token.value)
+        details: dict[str, object] = {}
+        try:
+            wire.send(b"AUTH XOAUTH2 " + xoauth2_string(user, token.value) + b"\r\n")
+            reply = wire.reply()
+            if reply.code == 334:
+                details = _challenge_details(reply.text)
+                wire.send(b"\r\n")
+                reply = wire.reply()
+            _expect(reply, (235,), "AUTH XOAUTH2")
+        except _Refused as exc:
+            self._refused_token = token
+            if 400 <= exc.reply.code < 500:
+                raise
+            raise self._setup_error(
+                f"XOAUTH2 login refused for {user}{_status(details)}: {self._text(exc.reply)}. "
+                f"{_token_hint(exc.reply, details, self.settings)}",
+                exc.reply.code,
+            ) from None
+        except Closed:
+            self._refused_token = token  # some relays just hang up on an expired token
+            raise
+        self.login = f"XOAUTH2 as {user} ({tokens.label})"
 
     @property
     def connected(self) -> bool:
@@ -389,6 +475,48 @@ class SMTPTransport:
             wire.send(b"QUIT\r\n")
             wire.reply()
         wire.close()
+
+
+def _challenge_details(text: str) -> dict[str, object]:
+    """The JSON object a `334` XOAUTH2 refusal carries in base64; empty if it is not one."""
+    try:
+        data = json.loads(base64.b64decode(text.strip(), validate=True))
+    except (ValueError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _status(details: dict[str, object]) -> str:
+    shown = [f"{key} {details[key]}" for key in ("status", "scope") if isinstance(details.get(key), str | int)]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _token_hint(reply: Reply, details: dict[str, object], settings: SMTPSettings) -> str:
+    """What to do about a refused token, in the user's terms."""
+    if "5.7.139" in reply.text or "disabled" in reply.text.lower():
+        return (
+            "The organisation has turned SMTP AUTH off for this mailbox: an administrator must allow "
+            "'Authenticated SMTP' for it (Microsoft 365 admin center, the user, Mail, Manage email apps)"
+        )
+    if str(details.get("status")) == "400":
+        return "The relay could not read the login: check that SMTP_USERNAME is the signed-in mailbox"
+    where = (
+        "check the token that SMTP_OAUTH_TOKEN_COMMAND prints (for this mailbox, for SMTP, not expired)"
+        if settings.oauth_token_command
+        else f"run `newsletter login {settings.oauth_provider}` again, signing in as {settings.username}"
+    )
+    return f"The access token was not accepted (expired, revoked, or for another mailbox or scope): {where}"
+
+
+def _password_hint(reply: Reply) -> str:
+    """Microsoft's replies when a tenant has turned password logins off point to XOAUTH2."""
+    text = reply.text.lower()
+    if "5.7.139" in text or "5.7.30" in text or "basic authentication" in text:
+        return (
+            ". This relay no longer takes passwords: sign in with OAuth instead (SMTP_AUTH=xoauth2; "
+            "README: 'Microsoft 365 and Gmail')"
+        )
+    return ""
 
 
 def _payload(data: bytes) -> bytes:

@@ -234,10 +234,12 @@ def test_second_sender_is_refused_while_one_runs(campaign: Path, smtp: Server) -
         deadline = time.monotonic() + 20
         while not smtp.messages and time.monotonic() < deadline:
             time.sleep(0.05)
+        first.send_signal(signal.SIGSTOP)  # alive and holding the lock, however slow the second starts
         second = run(campaign, env)
         assert second.returncode == 2
         assert "another `newsletter send`" in second.stderr
     finally:
+        first.send_signal(signal.SIGCONT)
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=30)
 

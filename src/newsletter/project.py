@@ -55,9 +55,10 @@ class Project:
     def outbox(self) -> Path:
         return self.source.outbox
 
-    def journal(self, *, create: bool = True) -> Journal:
-        """The campaign's journal; without `create`, JournalMissing when no send has made one."""
-        return Journal(self.source.journal, self.campaign.id, self.channel, create=create)
+    def journal(self, *, create: bool = True, lock: bool = False) -> Journal:
+        """The campaign's journal; without `create`, JournalMissing when no send has made one;
+        with `lock`, the folder's send lock is taken before anything is opened (JournalLocked)."""
+        return Journal(self.source.journal, self.campaign.id, self.channel, create=create, lock=lock)
 
     def transport_factory(self, *, smtputf8_needed: Sequence[str] = ()) -> Callable[[], Transport]:
         """`smtputf8_needed`: planned addresses that need SMTPUTF8 (a relay without it is refused)."""

@@ -238,7 +238,7 @@ def send(
     signal handler) ends the run after the messages in flight; run again to go on.
     """
     options = options or SendOptions(connections=project.settings.connections, rate=project.settings.rate)
-    with project.journal() as journal:
+    with project.journal(lock=not dry_run) as journal:
         recovered = 0
         if not dry_run:
             # The lock comes first: the check's single pass over the list also decides whom

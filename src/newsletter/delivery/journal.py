@@ -155,8 +155,12 @@ Outcome = tuple[str, str, int | None, str | None]
 class Journal:
     """A journal file, shared by the sending threads of one process (writes are serialized)."""
 
-    def __init__(self, path: Path, campaign: str, destination: str, *, create: bool = True) -> None:
-        """Open (with `create`, make) the journal at `path`; JournalMissing when there is none."""
+    def __init__(self, path: Path, campaign: str, destination: str, *, create: bool = True, lock: bool = False) -> None:
+        """Open (with `create`, make) the journal at `path`; JournalMissing when there is none.
+
+        `lock` takes the folder's send lock first, before any file is made: a sender that
+        is refused must not leave a fresh journal where a running one's was deleted.
+        """
         self.path = path
         self.campaign = campaign
         self.destination = destination
@@ -166,6 +170,16 @@ class Journal:
         self._gone: str | None = None
         if path.parent.is_symlink():  # refused even just to read: it is not this folder's state
             raise link_refused(path.parent)
+        if lock:
+            self._lock_folder()
+        try:
+            self._open(create)
+        except BaseException:
+            self._unlock_folder()
+            raise
+
+    def _open(self, create: bool) -> None:
+        path = self.path
         if not create and not path.exists():
             raise JournalMissing(path, "read", "there is none yet", "no send has run from this folder")
         ensure_output_dir(path.parent)  # SQLite follows links: a planted one is refused first
@@ -182,6 +196,12 @@ class Journal:
             raise JournalUnavailable(path, "open", _reason(exc)) from None
         self._identity = (stat.st_dev, stat.st_ino)
 
+    def _unlock_folder(self) -> None:
+        if self._folder_lock is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._folder_lock)
+            self._folder_lock = None
+
     def close(self) -> None:
         """Release the lock and close; never raises (a failure here must not hide the run's outcome)."""
         with self._lock:
@@ -192,10 +212,7 @@ class Journal:
                     self._release()
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
-            if self._folder_lock is not None:
-                with contextlib.suppress(OSError):
-                    os.close(self._folder_lock)
-                self._folder_lock = None
+            self._unlock_folder()
 
     def _still_here(self) -> None:
         """Raise JournalError if the file at `path` is no longer the one this process opened."""
@@ -264,7 +281,8 @@ class Journal:
 
     def acquire(self) -> None:
         """Take the campaign's send lock; a lock left by a dead process is taken over."""
-        self._lock_folder()
+        if self._folder_lock is None:
+            self._lock_folder()
         host = socket.gethostname()
         try:
             self._take_lock_row(host)
@@ -305,14 +323,27 @@ class Journal:
         self._folder_lock = fd
 
     def _holder(self) -> tuple[int | None, str | None, float | None]:
-        with contextlib.suppress(sqlite3.Error):
-            row = self._db.execute(
+        """Who holds the send lock, as the lock row says (read-only when this journal is not open yet)."""
+        opened = getattr(self, "_db", None)
+        if opened is None and not self.path.is_file():
+            return None, None, None
+        try:
+            db = opened or sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        except sqlite3.Error:
+            return None, None, None
+        try:
+            row = db.execute(
                 "SELECT pid, host, started_at FROM locks WHERE campaign=? AND destination=?",
                 (self.campaign, self.destination),
             ).fetchone()
-            if row is not None:
-                return int(row[0]), str(row[1]), float(row[2])
-        return None, None, None
+        except sqlite3.Error:
+            row = None
+        finally:
+            if opened is None:
+                db.close()
+        if row is None:
+            return None, None, None
+        return int(row[0]), str(row[1]), float(row[2])
 
     def sender_alive(self) -> bool:
         """Whether a live process holds this campaign's send lock (for `status`)."""

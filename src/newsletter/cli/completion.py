@@ -8,7 +8,6 @@ itself for each completion, so it stays right when commands or options change.
 from __future__ import annotations
 
 import click
-from click.shell_completion import get_completion_class
 
 from newsletter.cli.base import main
 
@@ -27,6 +26,8 @@ def completion(shell: str) -> None:
     zsh:   eval "$(newsletter completion zsh)"      in ~/.zshrc
     fish:  newsletter completion fish > ~/.config/fish/completions/newsletter.fish
     """
+    from click.shell_completion import get_completion_class  # only this command needs it
+
     complete = get_completion_class(shell)
     if complete is None:  # click always has these three; a future click without one is a setup problem
         raise click.UsageError(f"this version of click cannot complete {shell}")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from newsletter import __version__
 from newsletter.cli.output import err, fail, print_preflight
 from newsletter.errors import CheckFailed, NewsletterError
 from newsletter.inputs.folder import DEFAULT_ENCODING, EXAMPLE_RECIPIENTS, RECIPIENTS, CampaignFolder
@@ -129,7 +130,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="newsletter")
+@click.version_option(__version__, prog_name="newsletter")
 @global_options
 def main() -> None:
     """Send one announcement to one mailing list, each recipient exactly once.

@@ -214,8 +214,13 @@ class Journal:
                 self._db.close()
             self._unlock_folder()
 
-    def _still_here(self) -> None:
-        """Raise JournalError if the file at `path` is no longer the one this process opened."""
+    def _still_here(self, *, starting: bool) -> None:
+        """Notice when the file at `path` is no longer the one this process opened.
+
+        Only a write that starts a message (`starting`) is refused then: the outcome of a
+        message already handed over is still recorded, in the file this process holds
+        open, and written back with the rest by `_rescue`.
+        """
         if self._gone is None:
             try:
                 stat = os.stat(self.path)
@@ -223,7 +228,7 @@ class Journal:
                     self._gone = "was replaced by another file"
             except OSError:
                 self._gone = "was deleted"
-        if self._gone is not None:
+        if self._gone is not None and starting:
             raise JournalError(
                 self.path,
                 "write",
@@ -252,9 +257,9 @@ class Journal:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, starting: bool = False) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._still_here()
+            self._still_here(starting=starting)
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -407,7 +412,7 @@ class Journal:
         held it back to share this commit: one transaction a message instead of two.
         """
         now = time.time()
-        with self._write() as db:
+        with self._write(starting=True) as db:
             if finished is not None:
                 self._update(db, *finished)
             db.execute(

@@ -266,3 +266,55 @@ def test_check_builds_signed_messages(campaign: Path, keys: dict[str, tuple[DKIM
     write_env(campaign, dkim_env(keys, "dual"))
     result = invoke("--campaign", str(campaign), "check")
     assert result.exit_code == 0, result.output
+
+
+# -- keygen -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ed25519", [False, True])
+def test_keygen_writes_a_private_key_and_the_record_that_verifies_it(
+    campaign: Path, smtp: Server, tmp_path: Path, ed25519: bool
+) -> None:
+    key_path = tmp_path / "keys" / "sel1.pem"
+    key_path.parent.mkdir()
+    args = ["--campaign", str(campaign), "dkim", "keygen", "--selector", "sel1", "--out", str(key_path)]
+    result = invoke(*args, *(["--ed25519"] if ed25519 else []))
+    assert result.exit_code == 0, result.output
+    assert key_path.stat().st_mode & 0o777 == 0o600
+    assert b"PRIVATE KEY" in key_path.read_bytes()
+    assert "PRIVATE" not in result.output and key_path.read_text().splitlines()[1] not in result.output
+    # The record is printed for the From domain of the campaign, as zone-file strings.
+    match = re.search(r"^sel1\._domainkey\.example\.org\. IN TXT ((?:\"[^\"]*\" ?)+)$", result.output, re.M)
+    assert match, result.output
+    record = "".join(re.findall(r'"([^"]*)"', match.group(1)))
+    assert record.startswith("v=DKIM1; k=" + ("ed25519" if ed25519 else "rsa"))
+    assert all(len(s) <= 255 for s in re.findall(r'"([^"]*)"', match.group(1)))
+
+    write_env(campaign, smtp.env(NEWSLETTER_DKIM_KEY=str(key_path), NEWSLETTER_DKIM_SELECTOR="sel1"))
+    assert invoke("--campaign", str(campaign), "send", "--yes").exit_code == 0
+
+    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
+        return record.encode() if name == b"sel1._domainkey.example.org." else None
+
+    assert all(dkim.DKIM(m.data).verify(dnsfunc=lookup) for m in smtp.messages)
+
+
+def test_keygen_never_overwrites_a_file(campaign: Path, tmp_path: Path) -> None:
+    existing = tmp_path / "key.pem"
+    existing.write_text("my old key\n")
+    result = invoke("--campaign", str(campaign), "dkim", "keygen", "--selector", "s", "--out", str(existing))
+    assert result.exit_code == 2
+    assert "already exists" in result.output
+    assert existing.read_text() == "my old key\n"
+    link = tmp_path / "link.pem"
+    link.symlink_to(tmp_path / "elsewhere.pem")
+    result = invoke("--campaign", str(campaign), "dkim", "keygen", "--selector", "s", "--out", str(link))
+    assert result.exit_code == 2
+    assert not (tmp_path / "elsewhere.pem").exists()
+
+
+def test_keygen_needs_a_domain_when_the_campaign_has_none(tmp_path: Path) -> None:
+    result = invoke("--campaign", str(tmp_path), "dkim", "keygen", "--selector", "s", "--out", str(tmp_path / "k"))
+    assert result.exit_code == 2
+    assert "--domain" in result.output
+    assert not (tmp_path / "k").exists()

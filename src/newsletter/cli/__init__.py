@@ -8,7 +8,7 @@ module adds its commands to `main` when imported.
 
 from __future__ import annotations
 
-from newsletter.cli import check, manage, preview, send, status
+from newsletter.cli import check, dkim, manage, preview, send, status
 from newsletter.cli.base import main
 
-__all__ = ["check", "main", "manage", "preview", "send", "status"]
+__all__ = ["check", "dkim", "main", "manage", "preview", "send", "status"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -239,3 +240,26 @@ class Signer:
             folded = b"\r\n  ".join(signature[i : i + 72] for i in range(0, len(signature), 72))
             fields.append(b"DKIM-Signature:" + prefix + folded + b"\r\n")
         return b"".join(fields) + data
+
+
+def write_key(path: Path, pem: bytes) -> None:
+    """Write a new private key readable by its owner only; an existing file is never replaced."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists; a key is never overwritten: choose another --out") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(pem)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def txt_strings(record: str) -> str:
+    """The record as zone-file strings of at most 255 characters each (an RSA key needs two)."""
+    return " ".join(f'"{record[i : i + 255]}"' for i in range(0, len(record), 255))

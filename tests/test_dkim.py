@@ -11,11 +11,13 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 dkim = pytest.importorskip("dkim")
 pytest.importorskip("nacl")  # dkimpy verifies Ed25519 with PyNaCl
 
-from newsletter.message.dkim import DKIMKey, generate_key  # noqa: E402
+from newsletter.message.dkim import DKIMKey, generate_key, relaxed_body  # noqa: E402
 from tests.conftest import invoke, write_env  # noqa: E402
 from tests.smtpd import Server  # noqa: E402
 from tests.test_attachments import COVER, plant, png, set_front_matter  # noqa: E402
@@ -318,3 +320,21 @@ def test_keygen_needs_a_domain_when_the_campaign_has_none(tmp_path: Path) -> Non
     assert result.exit_code == 2
     assert "--domain" in result.output
     assert not (tmp_path / "k").exists()
+
+
+# -- the fast body canonicalisation ---------------------------------------------------------
+
+_LINE = st.lists(st.sampled_from([b"a", b"=20", b" ", b"\t", b"  ", b".", b"\xd0\x90"]), max_size=8).map(b"".join)
+
+
+@given(st.lists(_LINE, max_size=12), st.sampled_from([b"", b"\r\n", b"\r\n\r\n", b" \r\n \r\n", b"x"]))
+def test_relaxed_body_is_dkimpys(lines: list[bytes], end: bytes) -> None:
+    from dkim.canonicalization import Relaxed
+
+    body = b"\r\n".join(lines) + end
+    assert relaxed_body(body) == Relaxed.canonicalize_body(body)
+
+
+@pytest.mark.parametrize("body", [b"a\nb\r\n", b"a\rb\r\n", b"a\r\n\n"])
+def test_a_body_with_bare_line_breaks_takes_dkimpys_way(body: bytes) -> None:
+    assert relaxed_body(body) is None

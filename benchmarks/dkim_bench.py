@@ -1,0 +1,138 @@
+"""DKIM signing's cost: messages built per second, signed and unsigned, in one run.
+
+    .venv/bin/python benchmarks/dkim_bench.py                  # 2,000 recipients, 5 repeats
+    .venv/bin/python benchmarks/dkim_bench.py --recipients 500 --repeat 3
+
+The repository's example campaign as `newsletter init` writes it, to generated
+recipients with Russian names in Cyrillic (as target 5 of run.py), with personal
+unsubscribe links and List-Unsubscribe headers. Each variant loads the campaign
+afresh and times what a rendering process does for every recipient: render, inline,
+build the message bytes and, when a key is set, sign them. That is the whole of the
+work signing adds to a send (the sending process only passes the bytes on, ~0.6 KB
+longer), so the rate here bounds what signing can take off a send's rate.
+
+Targets (issue 17): rsa-2048 at least 70% of the unsigned rate, ed25519 at least 90%.
+Variants run in a rotating order within each repeat; each ratio is the median of the
+ratios paired within one repeat, so load on a shared machine cancels. The last row,
+dkimpy's own `dkim.sign` over the unsigned bytes (pure-Python RSA, the key parsed for
+every message), is what the tool would cost without signing the hash itself; it is
+shown for comparison and not a target. One message of each signed variant is
+checked with dkimpy's `verify` first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import dkim
+from workload import init_campaign, write_russian_recipients
+
+from newsletter.inputs.recipients import RecipientList
+from newsletter.message.dkim import generate_key
+from newsletter.project import Project, load_project
+
+SETTINGS = {
+    "NEWSLETTER_UNSUBSCRIBE_URL": "https://example.org/unsubscribe?email={email}&token={token}",
+    "NEWSLETTER_UNSUBSCRIBE_MAILTO": "unsubscribe@example.org",
+    "NEWSLETTER_SECRET": "benchmark-secret-not-for-real-use",
+}
+TARGETS = {"rsa-2048": 0.70, "ed25519": 0.90}
+
+
+def built_per_second(project: Project, finish: Callable[[bytes], object] | None = None) -> float:
+    """Every recipient rendered and built (and signed, if the project signs); messages per second."""
+    started = time.perf_counter()
+    count = 0
+    for recipient in project.recipients.recipients():
+        _, outgoing = project.message(recipient)
+        if finish is not None:
+            finish(outgoing.data)
+        count += 1
+    return count / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipients", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="dkim-bench-") as temp:
+        work = Path(temp)
+        campaign = init_campaign(work / "campaign")
+        csv_path = write_russian_recipients(work / "recipients.csv", args.recipients)
+        keys = {}
+        records = {}
+        for name, ed in (("rsa", False), ("ed25519", True)):
+            key, pem = generate_key(selector=f"bench-{name}", domain="example.org", ed25519=ed)
+            (work / f"{name}.pem").write_bytes(pem)
+            keys[name] = pem
+            records[f"{key.record_name}.".encode()] = key.dns_record().encode()
+
+        def settings(*names: str) -> dict[str, str]:
+            if not names:
+                return SETTINGS
+            return SETTINGS | {
+                "NEWSLETTER_DKIM_KEY": ",".join(str(work / f"{n}.pem") for n in names),
+                "NEWSLETTER_DKIM_SELECTOR": ",".join(f"bench-{n}" for n in names),
+            }
+
+        def load(*names: str) -> Project:
+            return load_project(campaign, environ=settings(*names))
+
+        def with_recipients(project: Project) -> Project:
+            return replace(project, recipients=RecipientList(csv_path))
+
+        variants: dict[str, tuple[tuple[str, ...], Callable[[bytes], object] | None]] = {
+            "unsigned": ((), None),
+            "rsa-2048": (("rsa",), None),
+            "ed25519": (("ed25519",), None),
+            "dual": (("rsa", "ed25519"), None),
+            "dkimpy dkim.sign rsa": (
+                (),
+                lambda data: dkim.sign(
+                    data, b"bench-rsa", b"example.org", keys["rsa"], canonicalize=(b"relaxed", b"relaxed")
+                ),
+            ),
+        }
+
+        def lookup(name: bytes, timeout: int = 5) -> bytes | None:
+            return records.get(name)
+
+        for name in ("rsa-2048", "ed25519", "dual"):
+            project = with_recipients(load(*variants[name][0]))
+            _, outgoing = project.message(next(iter(project.recipients.recipients())))
+            message = dkim.DKIM(outgoing.data)
+            count = outgoing.data.split(b"\r\n\r\n", 1)[0].count(b"DKIM-Signature:")
+            if not all(message.verify(idx=i, dnsfunc=lookup) for i in range(count)):
+                print(f"{name}: the signature does not verify", file=sys.stderr)
+                return 1
+
+        rates: dict[str, list[float]] = {name: [] for name in variants}
+        order = list(variants)
+        for repeat in range(args.repeat):
+            shifted = order[repeat % len(order) :] + order[: repeat % len(order)]
+            for name in shifted:
+                names, finish = variants[name]
+                rates[name].append(built_per_second(with_recipients(load(*names)), finish))
+            print(f"repeat {repeat + 1}: " + ", ".join(f"{n} {rates[n][-1]:.0f}/s" for n in order), flush=True)
+
+    print(f"\nexample campaign, {args.recipients} recipients, median of {args.repeat} repeats (render + build + sign)")
+    print(f"{'variant':<22} {'msgs/s':>8} {'of unsigned':>12} {'target':>8}")
+    for name in order:
+        paired = [signed / plain for signed, plain in zip(rates[name], rates["unsigned"], strict=True)]
+        share = statistics.median(paired)
+        target = TARGETS.get(name)
+        verdict = "" if target is None else f">={target:.0%} " + ("met" if share >= target else "MISSED")
+        print(f"{name:<22} {statistics.median(rates[name]):>8.0f} {share:>11.0%} {verdict:>8}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/dkim_bench.py                  # 2,000 recipients, 5 repeats
     .venv/bin/python benchmarks/dkim_bench.py --recipients 500 --repeat 3
+    .venv/bin/python benchmarks/dkim_bench.py --send --recipients 5000   # whole sends to smtp-sink
 
 The repository's example campaign as `newsletter init` writes it, to generated
 recipients with Russian names in Cyrillic (as target 5 of run.py), with personal
@@ -18,11 +19,17 @@ dkimpy's own `dkim.sign` over the unsigned bytes (pure-Python RSA, the key parse
 every message), is what the tool would cost without signing the hash itself; it is
 shown for comparison and not a target. One message of each signed variant is
 checked with dkimpy's `verify` first.
+
+With --send, each variant is instead a whole `newsletter send --connections 4` to
+Postfix's smtp-sink on loopback (as target 5 of run.py, with its helpers), timed from
+start to exit and counted by the sink: the rate a user sees, where rendering and
+signing run in the rendering processes beside the sending one.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -32,6 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import dkim
+import run
 from workload import init_campaign, write_russian_recipients
 
 from newsletter.inputs.recipients import RecipientList
@@ -58,10 +66,30 @@ def built_per_second(project: Project, finish: Callable[[bytes], object] | None 
     return count / (time.perf_counter() - started)
 
 
+def sent_per_second(
+    campaign: Path, csv_path: Path, settings: dict[str, str], smtp_sink: str, work: Path, args: argparse.Namespace
+) -> float:
+    """One whole `newsletter send` over a fresh journal; messages the sink accepted per second of wall time."""
+    shutil.rmtree(campaign / ".newsletter", ignore_errors=True)
+    command = [run.PYTHON, "-m", "newsletter", "--campaign", str(campaign), "--recipients", str(csv_path)]
+    command += ["send", "--yes", "--connections", str(args.connections)]
+    with run.Sink("smtp-sink", workdir=work, smtp_sink=smtp_sink) as sink:
+        env = run.our_env(sink.port) | {k: v for k, v in settings.items() if k.startswith("NEWSLETTER_DKIM")}
+        done = run.run_measured(
+            command, env=env, stdout=work / "send.out", stderr=work / "send.err", timeout=600
+        )
+        sink.stop()
+    if done.returncode != 0 or sink.accepted != args.recipients:
+        raise SystemExit(f"send failed (exit {done.returncode}, {sink.accepted} accepted): {work / 'send.err'}")
+    return args.recipients / done.wall
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--send", action="store_true", help="whole sends to smtp-sink instead of build rates")
+    parser.add_argument("--connections", type=int, default=4)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="dkim-bench-") as temp:
         work = Path(temp)
@@ -114,16 +142,24 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: the signature does not verify", file=sys.stderr)
                 return 1
 
+        if args.send:
+            del variants["dkimpy dkim.sign rsa"]
+            smtp_sink = run.ensure_postfix_tool("smtp-sink")
         rates: dict[str, list[float]] = {name: [] for name in variants}
         order = list(variants)
         for repeat in range(args.repeat):
             shifted = order[repeat % len(order) :] + order[: repeat % len(order)]
             for name in shifted:
                 names, finish = variants[name]
-                rates[name].append(built_per_second(with_recipients(load(*names)), finish))
+                if args.send:
+                    rate = sent_per_second(campaign, csv_path, settings(*names), smtp_sink, work, args)
+                else:
+                    rate = built_per_second(with_recipients(load(*names)), finish)
+                rates[name].append(rate)
             print(f"repeat {repeat + 1}: " + ", ".join(f"{n} {rates[n][-1]:.0f}/s" for n in order), flush=True)
 
-    print(f"\nexample campaign, {args.recipients} recipients, median of {args.repeat} repeats (render + build + sign)")
+    what = f"newsletter send, {args.connections} connections, to smtp-sink" if args.send else "render + build + sign"
+    print(f"\nexample campaign, {args.recipients} recipients, median of {args.repeat} repeats ({what})")
     print(f"{'variant':<22} {'msgs/s':>8} {'of unsigned':>12} {'target':>8}")
     for name in order:
         paired = [signed / plain for signed, plain in zip(rates[name], rates["unsigned"], strict=True)]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 dkim = pytest.importorskip("dkim")
 pytest.importorskip("nacl")  # dkimpy verifies Ed25519 with PyNaCl
 
-from newsletter.message.dkim import DKIMKey, generate_key, relaxed_body  # noqa: E402
+from newsletter.message.dkim import DKIMKey, generate_key, relaxed_body, relaxed_headers  # noqa: E402
 from tests.conftest import invoke, write_env  # noqa: E402
 from tests.smtpd import Server  # noqa: E402
 from tests.test_attachments import COVER, plant, png, set_front_matter  # noqa: E402
@@ -338,3 +338,21 @@ def test_relaxed_body_is_dkimpys(lines: list[bytes], end: bytes) -> None:
 @pytest.mark.parametrize("body", [b"a\nb\r\n", b"a\rb\r\n", b"a\r\n\n"])
 def test_a_body_with_bare_line_breaks_takes_dkimpys_way(body: bytes) -> None:
     assert relaxed_body(body) is None
+
+
+_VALUE = st.lists(st.sampled_from([b"a", b" ", b"\t", b"=?utf-8?q?x?=", b"<b@c>", b"\r\n ", b"\r\n\t"]), max_size=8)
+
+
+@given(st.lists(st.tuples(st.sampled_from([b"Subject", b"To", b"X-Other", b"FROM"]), _VALUE), min_size=1))
+def test_relaxed_headers_are_dkimpys(fields: list[tuple[bytes, list[bytes]]]) -> None:
+    from dkim import rfc822_parse
+    from dkim.canonicalization import Relaxed
+
+    lines = [name + b":" + b"".join(value) for name, value in fields]
+    head = b"\r\n".join(line for line in lines if not line.endswith((b"\r\n ", b"\r\n\t")))
+    if not head:
+        return
+    wanted = frozenset({b"subject", b"to", b"from"})
+    headers, _ = rfc822_parse(head + b"\r\n\r\n")
+    expected = [(n, v) for n, v in Relaxed.canonicalize_headers(headers) if n in wanted]
+    assert relaxed_headers(head, wanted) == expected

@@ -186,6 +186,28 @@ def _tags_folded(tags: Sequence[tuple[str, str]]) -> bytes:
 
 
 _SPACES = re.compile(rb"  +")
+_WSP = re.compile(rb"[ \t]+")
+
+
+def relaxed_headers(head: bytes, wanted: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
+    """RFC 6376 3.4.2 for the fields of `head` (CRLF lines, no blank line) named in `wanted`.
+
+    As dkimpy's `Relaxed.canonicalize_headers` gives them (value ending in CRLF), for the
+    few fields a signature covers rather than every field of the message.
+    """
+    fields: list[list[bytes]] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1][1] += line  # unfolded: the line break goes, the white space stays
+        else:
+            name, _, value = line.partition(b":")
+            fields.append([name, value])
+    canonical = []
+    for name, value in fields:
+        lower = name.rstrip(b" \t").lower()
+        if lower in wanted:
+            canonical.append((lower, _WSP.sub(b" ", value).strip(b" \t") + b"\r\n"))
+    return canonical
 
 
 def relaxed_body(body: bytes) -> bytes | None:
@@ -226,6 +248,7 @@ class Signer:
         self._hash_headers = hash_headers
         self._policy = CanonicalizationPolicy.from_c_value(_CANON)
         self._wanted = tuple(name.lower().encode("ascii") for name in SIGNED_HEADERS)
+        self._wanted_set = frozenset(self._wanted)
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -239,15 +262,16 @@ class Signer:
         """
         head, separator, body = data.partition(b"\r\n\r\n")
         canonical_body = relaxed_body(body) if separator else None
-        if canonical_body is None:  # not our builder's CRLF throughout: dkimpy's way, on all of it
+        if canonical_body is None or b"\n" in head.replace(b"\r\n", b"") or b"\r" in head.replace(b"\r\n", b""):
+            # Not our builder's CRLF throughout: dkimpy's way, on all of it.
             headers, whole_body = self._parse(data)
             canonical_body = self._policy.canonicalize_body(whole_body)
+            canonical_headers = self._policy.canonicalize_headers(headers)
         else:
-            headers, _ = self._parse(head + b"\r\n\r\n")
-        present = {name.lower() for name, _ in headers}
+            canonical_headers = relaxed_headers(head, self._wanted_set)
+        present = {name.lower() for name, _ in canonical_headers}
         include = [name for name in self._wanted if name in present]
         body_hash = base64.b64encode(hashlib.sha256(canonical_body).digest()).decode("ascii")
-        canonical_headers = self._policy.canonicalize_headers(headers)
         stamp = str(int(time.time()) if now is None else now)
         fields = []
         for key in sorted(self.keys, key=lambda k: k.algorithm != ED25519):

@@ -8,6 +8,7 @@ canonicalisation, the key looked up by selector and domain.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -356,3 +357,13 @@ def test_relaxed_headers_are_dkimpys(fields: list[tuple[bytes, list[bytes]]]) ->
     headers, _ = rfc822_parse(head + b"\r\n\r\n")
     expected = [(n, v) for n, v in Relaxed.canonicalize_headers(headers) if n in wanted]
     assert relaxed_headers(head, wanted) == expected
+
+
+def test_without_the_dkim_extra_a_configured_key_is_a_clear_error(
+    campaign: Path, keys: dict[str, tuple[DKIMKey, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "dkim", None)  # as if dkimpy were not installed
+    write_env(campaign, dkim_env(keys, "rsa"))
+    result = invoke("--campaign", str(campaign), "check")
+    assert result.exit_code == 2
+    assert "pip install 'newsletter[dkim]'" in result.output

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from newsletter.delivery.journal import Journal
 from newsletter.delivery.transports import Transport
@@ -20,15 +21,18 @@ from newsletter.delivery.transports.smtp import SMTPTransport
 from newsletter.errors import CampaignError, ConfigError, InputError
 from newsletter.inputs.addresses import address_key
 from newsletter.inputs.campaign import Campaign, load_campaign
-from newsletter.inputs.folder import CampaignFolder
+from newsletter.inputs.folder import CampaignFolder, PrivateFiles
 from newsletter.inputs.recipients import Recipient, RecipientList
-from newsletter.inputs.settings import Settings, load_settings
+from newsletter.inputs.settings import DKIMSettings, Settings, load_settings
 from newsletter.message.attachments import load_attachments
 from newsletter.message.builder import MessageBuilder, Outgoing
 from newsletter.message.headers import Mailbox, ascii_domain, list_id_header, parse_mailbox, valid_list_id
 from newsletter.message.images import InlineImages
 from newsletter.message.unsubscribe import UnsubscribeLinks
 from newsletter.render.renderer import Rendered, Renderer
+
+if TYPE_CHECKING:
+    from newsletter.message.dkim import Signer
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,15 @@ def list_id_for(campaign: Campaign, sender: Mailbox) -> str:
     return f"{slug[:40].strip('-') or 'announcements'}.{ascii_domain(sender.domain)}"
 
 
+def _signer(dkim: DKIMSettings, sender: Mailbox) -> Signer:
+    """The DKIM signer; its module (and dkimpy, cryptography) is imported only when a key is set."""
+    from newsletter.message.dkim import Signer, load_key
+
+    domain = dkim.domain or ascii_domain(sender.domain)
+    pairs = zip(dkim.keys, dkim.selectors, strict=True)
+    return Signer([load_key(path, selector=selector, domain=domain) for path, selector in pairs])
+
+
 def load_project(
     source: CampaignFolder | Path | str,
     *,
@@ -130,6 +143,7 @@ def load_project(
         overrides=overrides,
         # The folder's own .env may have come with the folder: it may not lower security.
         found_in=folder if source.env_file is None else None,
+        campaign=folder,
     )
     campaign = load_campaign(folder)
     from_text = settings.sender or campaign.sender
@@ -147,6 +161,9 @@ def load_project(
         list_id=list_id,
     )
     private = source.private()  # never a template, an attachment or an image
+    if settings.dkim is not None:
+        keys = tuple(("the DKIM key", key) for key in settings.dkim.keys)
+        private = PrivateFiles(private.files + keys, private.state_dir)
     list_name = campaign.fields.get("list_name")
     list_header = list_id_header(list_id, list_name if isinstance(list_name, str) else None)
     builder = MessageBuilder(
@@ -156,6 +173,7 @@ def load_project(
         list_id=list_header,
         attachments=load_attachments(campaign, private=private),
         images=InlineImages(folder, domain=ascii_domain(sender.domain), private=private),
+        signer=_signer(settings.dkim, sender) if settings.dkim is not None else None,
     )
     return Project(
         source=source,

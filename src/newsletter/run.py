@@ -96,8 +96,14 @@ class CheckResult:
         return self.refusal is None and not any(f.level == "error" for f in self.findings)
 
 
-def check(project: Project, *, ask_relay: bool = False) -> CheckResult:
-    """Everything that can be checked without sending; with `ask_relay`, the relay's SIZE too."""
+def check(
+    project: Project, *, ask_relay: bool = False, dns: bool = False, dns_server: str | None = None
+) -> CheckResult:
+    """Everything that can be checked without sending; with `ask_relay`, the relay's SIZE too.
+
+    With `dns`, the From domain's SPF, DKIM and DMARC records too (`checks.dns`), asked of
+    `dns_server` (HOST or HOST:PORT) or the system's resolver.
+    """
     report = preflight(project)
     # scan_rows=0: the pre-send check rendered every row already.
     findings = check_campaign(project, largest_html=report.largest_html, scan_rows=0)
@@ -113,6 +119,10 @@ def check(project: Project, *, ask_relay: bool = False) -> CheckResult:
     findings += delivery_findings(
         project, recipients=report.valid, message_bytes=report.largest_message, smtp_max_size=relay_size
     )
+    if dns:
+        from newsletter.checks.dns import project_findings
+
+        findings += project_findings(project, server=dns_server)
     return CheckResult(report, findings, relay_size, report.refusal(project.recipients.path.name), relay_login)
 
 

@@ -8,7 +8,7 @@ module adds its commands to `main` when imported.
 
 from __future__ import annotations
 
-from newsletter.cli import check, completion, login, manage, preview, send, status
+from newsletter.cli import check, completion, dkim, login, manage, preview, send, status
 from newsletter.cli.base import main
 
-__all__ = ["check", "completion", "login", "main", "manage", "preview", "send", "status"]
+__all__ = ["check", "completion", "dkim", "login", "main", "manage", "preview", "send", "status"]

@@ -22,12 +22,23 @@ from newsletter.sizes import human_size
     is_flag=True,
     help="Also connect to the relay (TLS, login) to read its message size limit; sends nothing.",
 )
-def check(source: CampaignFolder, ask_relay: bool) -> None:
+@click.option("--dns", "ask_dns", is_flag=True, help="Also read the From domain's SPF, DKIM and DMARC records.")
+@click.option(
+    "--dns-server", metavar="HOST[:PORT]", help="With --dns: ask this DNS server (an IP address), not the system's."
+)
+def check(source: CampaignFolder, ask_relay: bool, ask_dns: bool, dns_server: str | None) -> None:
     """Check everything that can be checked without sending: settings, list, templates."""
     source, _ = with_example_list(source)
+    if dns_server is not None:
+        from newsletter.checks.dns import parse_server
+
+        try:
+            parse_server(dns_server)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dns-server") from None
     with reported():
         project = load(source)
-        result = run.check(project, ask_relay=ask_relay)
+        result = run.check(project, ask_relay=ask_relay, dns=ask_dns or dns_server is not None, dns_server=dns_server)
     report = result.report
     print_preflight(report, project.recipients.path.name)
     if result.refusal is not None and not report.template_errors:

@@ -64,6 +64,10 @@ KNOWN_SETTINGS = (
     "NEWSLETTER_SECRET",
     "NEWSLETTER_RATE",
     "NEWSLETTER_CONNECTIONS",
+    "NEWSLETTER_DKIM_KEY",
+    "NEWSLETTER_DKIM_SELECTOR",
+    "NEWSLETTER_DKIM_DOMAIN",
+    "NEWSLETTER_DKIM_KEY_IN_FOLDER",
 )
 
 # Never written anywhere, so a control character in them cannot inject anything.
@@ -133,6 +137,15 @@ class SMTPSettings:
 
 
 @dataclass(frozen=True)
+class DKIMSettings:
+    """Which keys sign, for which selectors (paired in order) and domain (None: the From domain)."""
+
+    keys: tuple[Path, ...]
+    selectors: tuple[str, ...]
+    domain: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the environment decides; the campaign folder decides the rest."""
 
@@ -145,6 +158,7 @@ class Settings:
     rate: float | None = None
     connections: int = DEFAULT_CONNECTIONS
     env_file: Path | None = None
+    dkim: DKIMSettings | None = None
 
 
 AuthMechanism = Literal["password", "xoauth2"]
@@ -240,12 +254,14 @@ def load_settings(
     env_file: Path | None = None,
     overrides: Mapping[str, str | None] | None = None,
     found_in: Path | None = None,
+    campaign: Path | None = None,
 ) -> Settings:
     """Validate every setting once; errors name the setting and where it came from.
 
     `found_in` is the campaign folder when `env_file` is that folder's own `.env`,
     read because it was there rather than because the user named it: settings that
     lower transport security are then refused from it (see the module docstring).
+    `campaign` is the campaign folder, where a DKIM key may not be (see `_dkim_settings`).
     """
     layers: list[tuple[str, Mapping[str, str | None]]] = []
     if overrides:
@@ -270,6 +286,7 @@ def load_settings(
             _number(source, "NEWSLETTER_CONNECTIONS", whole=True, minimum=1) or DEFAULT_CONNECTIONS
         ),
         env_file=env_file,
+        dkim=_dkim_settings(source, campaign or found_in),
     )
 
 
@@ -300,6 +317,54 @@ def _unsubscribe_url(source: _Source) -> str | None:
             "NEWSLETTER_UNSUBSCRIBE_URL", origin, f"only {{email}} and {{token}} can be filled in, not {names}"
         )
     return raw
+
+
+_SELECTOR = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}))*$")
+
+
+def _dkim_settings(source: _Source, folder: Path | None) -> DKIMSettings | None:
+    """`NEWSLETTER_DKIM_KEY` and `_SELECTOR`: one or two comma-separated values each, paired in order.
+
+    A key inside the campaign folder is refused: the folder is zipped, shared and put
+    in git, and the key would travel with it. `NEWSLETTER_DKIM_KEY_IN_FOLDER=1` allows
+    it, but not from the folder's own `.env`, which may have come with the folder.
+    """
+    raw, origin = source.get("NEWSLETTER_DKIM_KEY")
+    raw_selector, selector_origin = source.get("NEWSLETTER_DKIM_SELECTOR")
+    if raw is None:
+        if raw_selector is not None:
+            raise _error("NEWSLETTER_DKIM_SELECTOR", selector_origin, "is set but NEWSLETTER_DKIM_KEY is not")
+        return None
+    keys = tuple(Path(part.strip()).expanduser() for part in raw.split(",") if part.strip())
+    selectors = tuple(part.strip() for part in (raw_selector or "").split(",") if part.strip())
+    if len(keys) > 2:
+        raise _error("NEWSLETTER_DKIM_KEY", origin, "at most two keys (an RSA and an Ed25519 one)")
+    if len(selectors) != len(keys):
+        raise _error(
+            "NEWSLETTER_DKIM_SELECTOR",
+            selector_origin,
+            f"expected {len(keys)} selector(s), one per key of NEWSLETTER_DKIM_KEY in the same order",
+        )
+    for selector in selectors:
+        if not _SELECTOR.match(selector):
+            raise _error("NEWSLETTER_DKIM_SELECTOR", selector_origin, f"not a DNS label: {selector!r}")
+    domain, domain_origin = source.get("NEWSLETTER_DKIM_DOMAIN")
+    if domain is not None and not _SELECTOR.match(domain.rstrip(".")):
+        raise _error("NEWSLETTER_DKIM_DOMAIN", domain_origin, f"not a domain name: {domain!r}")
+    for key in keys:
+        if not key.is_file():
+            raise _error("NEWSLETTER_DKIM_KEY", origin, f"no such file: {key}")
+        if folder is not None and inside(key.resolve(), folder.resolve()):
+            _, allowed_origin = source.get("NEWSLETTER_DKIM_KEY_IN_FOLDER")
+            if not (_flag(source, "NEWSLETTER_DKIM_KEY_IN_FOLDER") and allowed_origin != source.shipped):
+                raise _error(
+                    "NEWSLETTER_DKIM_KEY",
+                    origin,
+                    f"{key} is inside the campaign folder, which is shared with the campaign; move the "
+                    "key out of it (e.g. to ~/.newsletter/dkim/), or set NEWSLETTER_DKIM_KEY_IN_FOLDER=1 "
+                    "in the environment if you mean it",
+                )
+    return DKIMSettings(keys, selectors, domain.rstrip(".").lower() if domain else None)
 
 
 def _smtp_settings(source: _Source) -> SMTPSettings | None:

@@ -34,6 +34,7 @@ from newsletter.message.images import Image, InlineImages
 from newsletter.message.unsubscribe import ONE_CLICK, UnsubscribeLinks
 
 if TYPE_CHECKING:
+    from newsletter.message.dkim import Signer
     from newsletter.render.renderer import Rendered
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +138,10 @@ class MessageBuilder:
         list_id: str | None = None,
         attachments: Sequence[Attachment] = (),
         images: InlineImages | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.sender = sender
+        self.signer = signer  # DKIM: signs the finished bytes, in whichever process builds them
         self.reply_to = reply_to
         self.links = links or UnsubscribeLinks()
         self.list_id = list_id
@@ -216,7 +219,17 @@ class MessageBuilder:
         head.append(b"MIME-Version: 1.0\r\n")
         html, images = self.images.embed(rendered.html) if self.images else (rendered.html, [])
         body = self._body(rendered.text, html, images)
-        return Outgoing(Envelope(self.sender.address, to_address, smtputf8), b"".join(head) + body, message_id)
+        return self._outgoing(Envelope(self.sender.address, to_address, smtputf8), b"".join(head) + body, message_id)
+
+    def _outgoing(self, envelope: Envelope, data: bytes, message_id: str) -> Outgoing:
+        """The message as it goes on the wire, DKIM-signed when a key is configured.
+
+        Signed here, after every header is folded and before the transport dot-stuffs:
+        each of `check`, `send`, `send --to`, the outbox and the preview gets the same bytes.
+        """
+        if self.signer is not None:
+            data = self.signer.sign(data)
+        return Outgoing(envelope, data, message_id)
 
     def _body(self, text: str, html: str, images: list[Image]) -> bytes:
         """The MIME tree of `assemble`, as bytes."""
@@ -284,7 +297,7 @@ class MessageBuilder:
             related=self._related(images),
             attachments=self._attachment_parts,
         )
-        return Outgoing(
+        return self._outgoing(
             Envelope(self.sender.address, to_address, smtputf8),
             message.as_bytes(),
             message_id,

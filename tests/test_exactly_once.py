@@ -339,8 +339,8 @@ def _counting_journal(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     class CountingJournal(Journal):
         @contextmanager
-        def _write(self) -> Iterator[sqlite3.Connection]:
-            with super()._write() as db:
+        def _write(self, **kwargs: bool) -> Iterator[sqlite3.Connection]:
+            with super()._write(**kwargs) as db:
                 yield db
             commits[0] += 1
 

@@ -303,7 +303,7 @@ def test_help_says_each_command_in_a_whole_sentence() -> None:
     result = invoke("--help")
     commands = result.output.split("Commands:", 1)[1]
     assert "..." not in commands
-    for name in ("check", "init", "preview", "send", "status", "unsubscribe", "unsubscribe-server"):
+    for name in ("check", "completion", "dkim", "init", "login", "logout", "preview", "send", "status", "unsubscribe"):
         assert re.search(rf"^  {re.escape(name)}\s+\S", commands, re.M), name
 
 

@@ -16,7 +16,7 @@ PROG_NAME = "newsletter"
 COMPLETE_VAR = "_NEWSLETTER_COMPLETE"
 
 
-@main.command()
+@main.command(short_help="Print the shell completion script for bash, zsh or fish.")
 @click.argument("shell", type=click.Choice(SHELLS))
 def completion(shell: str) -> None:
     """Print the completion script for SHELL (bash, zsh or fish).

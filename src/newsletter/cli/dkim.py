@@ -15,7 +15,7 @@ from newsletter.inputs.folder import inside
 DEFAULT_KEY_FOLDER = Path("~/.newsletter/dkim")
 
 
-@main.group()
+@main.group(short_help="Make a DKIM key and print the DNS record to publish.")
 def dkim() -> None:
     """DKIM keys: signing with the From domain, so DMARC passes whatever the relay does."""
 

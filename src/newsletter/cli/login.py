@@ -42,7 +42,7 @@ def _user(given: str | None, smtp: SMTPSettings | None) -> str:
     return user
 
 
-@command()
+@command(short_help="Sign in once with Microsoft or Google (SMTP_AUTH=xoauth2).")
 @click.argument("provider", type=click.Choice(OAUTH_PROVIDERS))
 @click.option("--user", metavar="ADDRESS", help="The mailbox to sign in as (default: SMTP_USERNAME).")
 @click.option("--tenant", help="Microsoft: your organisation's tenant (default: SMTP_OAUTH_TENANT, else common).")

@@ -172,3 +172,35 @@ def test_each_variant_is_inlined_once_per_shape(campaign: Path, premailer_runs: 
     for person in rows:
         renderer.render(person)
     assert len(premailer_runs) == english.inliner.stats.shapes + 1
+
+
+def test_where_sends_to_a_subset_and_the_journal_is_shared(campaign: Path, smtp: Server) -> None:
+    write_env(campaign, smtp.env())
+    first = invoke("--campaign", str(campaign), "send", "--yes", "--where", "lang=RU")
+    assert first.exit_code == 0, first.output
+    russian = {a for a, lang in _languages(campaign).items() if lang == "ru"}
+    assert set(smtp.recorder.by_recipient()) == russian and len(smtp.messages) == 4
+    assert all(m.message["Subject"] == RUSSIAN_SUBJECT for m in smtp.messages)
+    # two conditions, one of them negated, and the global option after the command
+    second = invoke("send", "--yes", "--campaign", str(campaign), "--where", "lang!=ru", "--where", "lang=en")
+    assert second.exit_code == 0, second.output
+    assert len(smtp.messages) == 4 + 4
+    everyone = invoke("--campaign", str(campaign), "send", "--yes")
+    assert everyone.exit_code == 0, everyone.output
+    received = smtp.recorder.by_recipient()
+    assert len(received) == 12 and all(len(copies) == 1 for copies in received.values())  # nobody twice
+
+
+def test_where_for_check_and_preview_and_its_errors(campaign: Path) -> None:
+    check = invoke("--campaign", str(campaign), "check", "--where", "lang=ru")
+    assert check.exit_code == 0, check.output
+    assert "4 valid" in check.output and "recipients per language: ru 4" in check.output
+    out = campaign / "subset"
+    preview = invoke("--campaign", str(campaign), "preview", "--out", str(out), "--where", "lang=ru")
+    assert preview.exit_code == 0, preview.output
+    [text] = out.glob("*.txt")
+    assert text.name.startswith("olga.smirnova") and text.read_text(encoding="utf-8").startswith("Здравствуйте")
+    unknown = invoke("--campaign", str(campaign), "check", "--where", "country=ru")
+    assert unknown.exit_code == 2 and "no column 'country'" in unknown.output and "recipients.csv:1" in unknown.output
+    malformed = invoke("--campaign", str(campaign), "check", "--where", "lang")
+    assert malformed.exit_code == 2 and "--where" in malformed.output

@@ -15,6 +15,7 @@ from markdown_it import MarkdownIt
 
 from newsletter.errors import CampaignError
 from newsletter.inputs.folder import ANNOUNCEMENT, TEMPLATES, files_under, inside
+from newsletter.inputs.recipients import column_key
 
 FENCE = "+++"
 
@@ -282,7 +283,7 @@ def load_campaign(folder: Path) -> Campaign:
         reply_to=_text(fields, "reply_to", path),
         html_template=_template_name(fields, "html_template", path, "announcement.html"),
         text_template=_template_name(fields, "text_template", path, "announcement.txt"),
-        language_column=(_text(fields, "language_column", path) or LANGUAGE_COLUMN).lower(),
+        language_column=column_key(_text(fields, "language_column", path) or LANGUAGE_COLUMN),
     )
     variants = {lang: _load_variant(default, file, lang) for lang, file in _variant_files(folder)}
     return replace(default, variants=variants) if variants else default

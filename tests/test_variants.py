@@ -202,5 +202,7 @@ def test_where_for_check_and_preview_and_its_errors(campaign: Path) -> None:
     assert text.name.startswith("olga.smirnova") and text.read_text(encoding="utf-8").startswith("Здравствуйте")
     unknown = invoke("--campaign", str(campaign), "check", "--where", "country=ru")
     assert unknown.exit_code == 2 and "no column 'country'" in unknown.output and "recipients.csv:1" in unknown.output
+    blank = invoke("--campaign", str(campaign), "check", "--where", "organization=")
+    assert blank.exit_code == 0 and "1 valid" in blank.output  # sofia.gonzalez alone has no organization
     malformed = invoke("--campaign", str(campaign), "check", "--where", "lang")
     assert malformed.exit_code == 2 and "--where" in malformed.output

@@ -206,3 +206,11 @@ def test_where_for_check_and_preview_and_its_errors(campaign: Path) -> None:
     assert blank.exit_code == 0 and "1 valid" in blank.output  # sofia.gonzalez alone has no organization
     malformed = invoke("--campaign", str(campaign), "check", "--where", "lang")
     assert malformed.exit_code == 2 and "--where" in malformed.output
+
+
+def test_check_warns_about_a_misspelt_key_in_a_variant(campaign: Path) -> None:
+    path = campaign / "announcement.ru.md"
+    path.write_text(path.read_text(encoding="utf-8").replace("\ntitle = ", "\ntitel = ", 1), encoding="utf-8")
+    result = invoke("--campaign", str(campaign), "check")
+    assert "announcement.ru.md:5: front-matter key 'titel' is not used" in result.output, result.output
+    assert "did you mean 'title'?" in result.output

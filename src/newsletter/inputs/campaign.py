@@ -197,14 +197,18 @@ def unused_fields(campaign: Campaign) -> list[UnusedField]:
         for match in _FIELD_REFERENCE.finditer(source):
             referenced.add(match.group(1) or match.group(3))
     candidates = sorted(referenced)
+    # A variant's own keys too (those the default lacks): a typo there is as silent.
+    keyed = [(campaign.path, key) for key in campaign.fields]
+    for variant in campaign.variants.values():
+        keyed += [(variant.path, key) for key in variant.fields if key not in campaign.fields]
     return [
         UnusedField(
-            campaign.path,
-            _key_line(campaign.path, key),
+            path,
+            _key_line(path, key),
             key,
             next(iter(difflib.get_close_matches(key, candidates, n=1)), None),
         )
-        for key in campaign.fields
+        for path, key in keyed
         if key not in TOOL_KEYS and key not in referenced
     ]
 

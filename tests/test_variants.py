@@ -214,3 +214,16 @@ def test_check_warns_about_a_misspelt_key_in_a_variant(campaign: Path) -> None:
     result = invoke("--campaign", str(campaign), "check")
     assert "announcement.ru.md:5: front-matter key 'titel' is not used" in result.output, result.output
     assert "did you mean 'title'?" in result.output
+
+
+def test_a_variant_linking_outside_the_folder_is_refused(campaign: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.md"
+    outside.write_text('+++\nsubject = "x"\n+++\nprivate notes\n', encoding="utf-8")
+    (campaign / "announcement.ru.md").unlink()
+    (campaign / "announcement.ru.md").symlink_to(outside)
+    result = invoke("--campaign", str(campaign), "check")
+    assert result.exit_code == 2 and "announcement.ru.md" in result.output and "outside" in result.output
+    (campaign / "announcement.ru.md").unlink()
+    (campaign / "announcement.ru.md").mkdir()
+    result = invoke("--campaign", str(campaign), "check")
+    assert result.exit_code == 2 and "announcement.ru.md" in result.output and "cannot be read" in result.output

@@ -251,6 +251,8 @@ def _read(path: Path, folder: Path) -> str:
         ) from None
     except UnicodeDecodeError as exc:
         raise CampaignError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
+    except OSError as exc:  # a folder of that name, no permission
+        raise CampaignError(f"cannot be read: {exc.strerror or exc}", path=path) from None
 
 
 def _variant_template(templates: Path, default_name: str, fields: Mapping[str, Any], key: str, lang: str) -> str:

@@ -16,7 +16,7 @@ from newsletter.inputs.settings import KNOWN_SETTINGS
 from tests.smtpd import Server, running_server
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_FILES = ("announcement.md", "templates", "recipients.example.csv", ".env.example")
+EXAMPLE_FILES = ("announcement.md", "announcement.ru.md", "templates", "recipients.example.csv", ".env.example")
 
 
 @pytest.fixture(autouse=True)

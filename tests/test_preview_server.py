@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import http.client
 import json
 import os
@@ -21,7 +22,7 @@ import pytest
 from newsletter import project as api
 from newsletter.inputs.folder import CampaignFolder
 from newsletter.web.preview import LiveCampaign, PreviewServer, Source, running
-from tests.conftest import break_template, invoke
+from tests.conftest import ROOT, break_template, invoke
 
 
 @pytest.fixture
@@ -90,6 +91,9 @@ def test_page_and_its_files_are_served_with_security_headers(server: PreviewServ
 
 
 def test_each_example_recipient_gets_their_own_message(server: PreviewServer, example_addresses: list[str]) -> None:
+    with (ROOT / "recipients.example.csv").open(encoding="utf-8") as stream:
+        russian = {row["email"] for row in csv.DictReader(stream) if row["lang"] == "ru"}
+    assert russian
     for position, address in enumerate(example_addresses):
         data = message(server, address)
         assert data["error"] is None
@@ -97,12 +101,17 @@ def test_each_example_recipient_gets_their_own_message(server: PreviewServer, ex
         assert data["recipient"]["position"] == position
         shown = data["message"]
         name = data["recipient"]["name"]
-        assert shown["text"].startswith(f"Dear {name or 'colleague'},")
+        greeting = f"Здравствуйте, {name}!" if address in russian else f"Dear {name or 'colleague'},"
+        assert shown["text"].startswith(greeting)
         assert shown["to"] == [{"name": name, "address": address}]
         assert shown["headers"]["To"].endswith(f"<{address}>") if name else shown["headers"]["To"] == address
         assert shown["headers"]["From"] == "Sergei Mozer <sergei.mozer@example.org>"
         assert shown["headers"]["Reply-To"] == "sergei.mozer@example.org"
-        assert shown["subject"] == "New book: Development of the Institute of Digital Customs"
+        assert shown["subject"] == (
+            "Новая книга: «Развитие института цифровой таможни»"
+            if address in russian
+            else "New book: Development of the Institute of Digital Customs"
+        )
         assert shown["source"].startswith(("From:", "Content-Type:", "MIME-Version:", "To:", "Subject:"))
     assert data["next"] is None and data["previous"] == example_addresses[-2]
 
@@ -348,7 +357,7 @@ def test_cli_serves_until_interrupted(campaign: Path) -> None:
             connection.request("GET", "/api/message?email=olga.smirnova@research.example.org")
             data = json.loads(connection.getresponse().read())
             connection.close()
-            assert data["message"]["text"].startswith("Dear Ольга Смирнова,")
+            assert data["message"]["text"].startswith("Здравствуйте, Ольга Смирнова!")  # her language: ru
         finally:
             process.send_signal(signal.SIGINT)
             try:

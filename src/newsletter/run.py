@@ -22,6 +22,7 @@ from pathlib import Path
 
 from newsletter.checks.delivery import delivery_findings
 from newsletter.checks.findings import Finding
+from newsletter.checks.languages import language_findings
 from newsletter.checks.message import check_campaign
 from newsletter.checks.preflight import Preflight, preflight
 from newsletter.delivery.engine import Engine, Reporter
@@ -107,6 +108,7 @@ def check(
     report = preflight(project)
     # scan_rows=0: the pre-send check rendered every row already.
     findings = check_campaign(project, largest_html=report.largest_html, scan_rows=0)
+    findings += language_findings(project)
     relay_size: int | None = None
     relay_login: str | None = None
     if ask_relay and project.settings.smtp is None:

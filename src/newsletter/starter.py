@@ -12,7 +12,7 @@ from pathlib import Path
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.inputs.folder import ENV_FILE, OUTBOX, PREVIEW, RECIPIENTS, STATE_DIR, UNSUBSCRIBED
 
-STARTER_FILES = ("announcement.md", "templates", "recipients.example.csv", ".env.example")
+STARTER_FILES = ("announcement.md", "announcement.ru.md", "templates", "recipients.example.csv", ".env.example")
 GITIGNORE = ".gitignore"
 
 # What a campaign folder keeps out of git, so that "git ignores .env" (README,

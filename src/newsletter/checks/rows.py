@@ -39,7 +39,7 @@ def scan_recipients(
             project.renderer.render_templates(recipient)
         except Exception as exc:  # template code raises arbitrary errors
             path, line = template_location(exc, templates)
-            code, reason = project.renderer.explain(exc, recipient.fields)
+            code, reason = project.renderer.for_fields(recipient.fields).explain(exc, recipient.fields)
             key = (relative(path, folder), line, reason)
             causes.setdefault(key, []).append(recipient)
             codes[key] = code

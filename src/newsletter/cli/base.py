@@ -22,6 +22,7 @@ from newsletter import __version__
 from newsletter.cli.output import err, fail, print_preflight
 from newsletter.errors import CheckFailed, NewsletterError
 from newsletter.inputs.folder import DEFAULT_ENCODING, EXAMPLE_RECIPIENTS, RECIPIENTS, CampaignFolder
+from newsletter.inputs.where import Where, parse_where
 from newsletter.lazy import lazy_import
 
 if TYPE_CHECKING:
@@ -54,7 +55,10 @@ def load(source: CampaignFolder, **overrides: str | None) -> Project:
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Global options may be given before or after the command; the later one wins."""
-    if value is not None and param.name is not None:
+    if param.name == "where" and value:  # repeatable: before and after the command add up
+        remembered = ctx.find_root().meta.setdefault("newsletter.globals", {})
+        remembered["where"] = (*remembered.get("where", ()), *value)
+    elif value is not None and value != () and param.name is not None:
         ctx.find_root().meta.setdefault("newsletter.globals", {})[param.name] = value
     return value
 
@@ -79,6 +83,12 @@ def global_options(command: Any) -> Any:
         ),
         click.option("--encoding", help=f"Encoding of the CSV, e.g. cp1251 or latin-1.  [default: {DEFAULT_ENCODING}]"),
         click.option("--delimiter", help="CSV delimiter (default: sniffed from the header: , ; tab or |)."),
+        click.option(
+            "--where",
+            multiple=True,
+            metavar="COLUMN=VALUE",
+            help="Only the rows whose COLUMN is VALUE (or with != is not; any case); repeat to narrow.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -101,7 +111,15 @@ def _campaign_folder() -> CampaignFolder:
         env_file=values.get("env_file"),
         encoding=values.get("encoding", DEFAULT_ENCODING),
         delimiter=delimiter,
+        where=tuple(_where(text) for text in values.get("where", ())),
     )
+
+
+def _where(text: str) -> Where:
+    try:
+        return parse_where(text)
+    except NewsletterError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--where") from None
 
 
 def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., None]], click.Command]:

@@ -7,7 +7,7 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +15,21 @@ from markdown_it import MarkdownIt
 
 from newsletter.errors import CampaignError
 from newsletter.inputs.folder import ANNOUNCEMENT, TEMPLATES, files_under, inside
+from newsletter.inputs.recipients import column_key
 
 FENCE = "+++"
 
 # Keys the tool itself reads; any other key is a field for the templates.
 TOOL_KEYS = frozenset(
-    {"id", "subject", "from", "reply_to", "html_template", "text_template", "list_id", "list_name", "attachments"}
+    {"id", "subject", "from", "reply_to", "html_template", "text_template", "list_id", "list_name", "attachments",
+     "language_column", "lang"}
 )
+# `announcement.<lang>.md`: a language tag such as `ru`, `pt-br` or `zh-hant`.
+_VARIANT_NAME = re.compile(r"announcement\.([A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*)\.md")
+LANGUAGE_COLUMN = "lang"
+# What one campaign shares across its languages: one id (one journal, one message per
+# recipient), one sender, one list header, one set of attachments, one column to choose by.
+_SHARED_KEYS = frozenset({"id", "from", "reply_to", "list_id", "list_name", "attachments", "language_column"})
 # Template sources larger than this are not scanned for field names (a warning only).
 _SCAN_BYTES = 1024 * 1024
 
@@ -41,6 +49,19 @@ class Campaign:
     reply_to: str | None = None
     html_template: str = "announcement.html"
     text_template: str = "announcement.txt"
+    # Language variants (`announcement.<lang>.md`), keyed by lower-case tag; only the default has them.
+    lang: str | None = None
+    variants: Mapping[str, Campaign] = field(default_factory=dict)
+    language_column: str = LANGUAGE_COLUMN
+
+    def variant_for(self, fields: Mapping[str, str]) -> Campaign:
+        """The variant this recipient's language column names, or the default (missing, unknown)."""
+        if not self.variants:
+            return self
+        value = fields.get(self.language_column)
+        if not value:
+            return self
+        return self.variants.get(value.strip().lower(), self)
 
     @property
     def templates_dir(self) -> Path:
@@ -52,7 +73,8 @@ class Campaign:
 
         # Safe as markup: the body was rendered by markdown_renderer(), which escapes raw HTML.
         body = Markup(self.body_html)  # noqa: S704
-        return {**self.fields, "body": body, "body_text": self.body_markdown}
+        lang = self.lang or self.fields.get("lang") or ""
+        return {**self.fields, "lang": lang, "body": body, "body_text": self.body_markdown}
 
 
 def markdown_renderer() -> MarkdownIt:
@@ -175,14 +197,18 @@ def unused_fields(campaign: Campaign) -> list[UnusedField]:
         for match in _FIELD_REFERENCE.finditer(source):
             referenced.add(match.group(1) or match.group(3))
     candidates = sorted(referenced)
+    # A variant's own keys too (those the default lacks): a typo there is as silent.
+    keyed = [(campaign.path, key) for key in campaign.fields]
+    for variant in campaign.variants.values():
+        keyed += [(variant.path, key) for key in variant.fields if key not in campaign.fields]
     return [
         UnusedField(
-            campaign.path,
-            _key_line(campaign.path, key),
+            path,
+            _key_line(path, key),
             key,
             next(iter(difflib.get_close_matches(key, candidates, n=1)), None),
         )
-        for key in campaign.fields
+        for path, key in keyed
         if key not in TOOL_KEYS and key not in referenced
     ]
 
@@ -210,9 +236,7 @@ def derive_id(path: Path, subject: str) -> str:
     return f"{slug}-{digest}"
 
 
-def load_campaign(folder: Path) -> Campaign:
-    """Read and validate `announcement.md` in `folder`."""
-    path = folder / ANNOUNCEMENT
+def _read(path: Path, folder: Path) -> str:
     if path.exists() and not inside(path.resolve(), folder.resolve()):  # its body goes into every message
         raise CampaignError(
             "leads outside the campaign folder (a symbolic link?); the announcement is read only "
@@ -220,13 +244,30 @@ def load_campaign(folder: Path) -> Campaign:
             path=path,
         )
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise CampaignError(
             f"no {ANNOUNCEMENT} in {folder}; run `newsletter init` to start a campaign", path=path
         ) from None
     except UnicodeDecodeError as exc:
         raise CampaignError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
+    except OSError as exc:  # a folder of that name, no permission
+        raise CampaignError(f"cannot be read: {exc.strerror or exc}", path=path) from None
+
+
+def _variant_template(templates: Path, default_name: str, fields: Mapping[str, Any], key: str, lang: str) -> str:
+    """A variant's template: its own `key`, else `name.<lang>.ext` beside the default if it exists."""
+    if key in fields:
+        return default_name  # already resolved from the variant's own front matter
+    stem, dot, suffix = default_name.rpartition(".")
+    candidate = f"{stem}.{lang}.{suffix}" if dot else f"{default_name}.{lang}"
+    return candidate if (templates / candidate).is_file() else default_name
+
+
+def load_campaign(folder: Path) -> Campaign:
+    """Read and validate `announcement.md` in `folder`, and its language variants beside it."""
+    path = folder / ANNOUNCEMENT
+    text = _read(path, folder)
     front, body, _ = split_front_matter(text, path)
     fields = _parse_toml(front, path)
     subject = _text(fields, "subject", path, required=True)
@@ -236,7 +277,7 @@ def load_campaign(folder: Path) -> Campaign:
         raise CampaignError(
             "'id' may hold letters, digits, '.', '_' and '-' (at most 100)", path=path, line=1
         )
-    return Campaign(
+    default = Campaign(
         folder=folder,
         path=path,
         id=campaign_id,
@@ -248,4 +289,62 @@ def load_campaign(folder: Path) -> Campaign:
         reply_to=_text(fields, "reply_to", path),
         html_template=_template_name(fields, "html_template", path, "announcement.html"),
         text_template=_template_name(fields, "text_template", path, "announcement.txt"),
+        language_column=column_key(_text(fields, "language_column", path) or LANGUAGE_COLUMN),
+    )
+    variants = {lang: _load_variant(default, file, lang) for lang, file in _variant_files(folder)}
+    return replace(default, variants=variants) if variants else default
+
+
+def _variant_files(folder: Path) -> list[tuple[str, Path]]:
+    found: dict[str, Path] = {}
+    try:
+        names = sorted(entry.name for entry in folder.iterdir())
+    except OSError:
+        return []
+    for name in names:
+        match = _VARIANT_NAME.fullmatch(name)
+        if match is None:
+            continue
+        lang = match.group(1).lower()
+        if lang in found:
+            raise CampaignError(
+                f"two variants for the language {lang!r} ({found[lang].name} and {name}): keep one",
+                path=folder / name,
+            )
+        found[lang] = folder / name
+    return sorted(found.items())
+
+
+def _load_variant(default: Campaign, path: Path, lang: str) -> Campaign:
+    """`announcement.<lang>.md`: what its front matter sets wins, the rest comes from the default.
+
+    The id stays the default's: the journal knows one campaign, and each recipient
+    gets one message in one language. A variant with an empty body keeps the default body.
+    """
+    front, body, _ = split_front_matter(_read(path, default.folder), path)
+    own = _parse_toml(front, path)
+    for key in _SHARED_KEYS & own.keys():
+        raise CampaignError(
+            f"'{key}' is the same for every language: set it in {ANNOUNCEMENT} and remove it here",
+            path=path,
+            line=_key_line(path, key),
+        )
+    fields = {**default.fields, **own}
+    has_body = bool(body.strip())
+    templates = default.templates_dir
+    return replace(
+        default,
+        path=path,
+        subject=_text(own, "subject", path) or default.subject,
+        body_markdown=body.strip("\n") + "\n" if has_body else default.body_markdown,
+        body_html=markdown_renderer().render(body) if has_body else default.body_html,
+        fields=fields,
+        html_template=_variant_template(
+            templates, _template_name(fields, "html_template", path, "announcement.html"), own, "html_template", lang
+        ),
+        text_template=_variant_template(
+            templates, _template_name(fields, "text_template", path, "announcement.txt"), own, "text_template", lang
+        ),
+        lang=lang,
+        variants={},
     )

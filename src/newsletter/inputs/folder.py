@@ -19,6 +19,7 @@ from pathlib import Path
 
 from newsletter.errors import InputError
 from newsletter.inputs.recipients import RecipientList
+from newsletter.inputs.where import Where
 
 ANNOUNCEMENT = "announcement.md"
 TEMPLATES = "templates"
@@ -44,6 +45,7 @@ class CampaignFolder:
     env_file: Path | None = None  # default: .env in the folder, when there is one
     encoding: str = DEFAULT_ENCODING
     delimiter: str | None = None  # default: sniffed from the header row
+    where: tuple[Where, ...] = ()  # `--where`: only the rows matching every condition
 
     @property
     def root(self) -> Path:
@@ -110,7 +112,7 @@ class CampaignFolder:
 
     def rows(self) -> RecipientList:
         """The list, opened lazily: iterating it reads the CSV row by row."""
-        return RecipientList(self.recipients_path, encoding=self.encoding, delimiter=self.delimiter)
+        return RecipientList(self.recipients_path, encoding=self.encoding, delimiter=self.delimiter, where=self.where)
 
     def watched(self) -> list[Path]:
         """Every file whose change changes a message: announcement, templates, list, settings."""

@@ -23,6 +23,7 @@ from typing import IO
 
 from newsletter.errors import RecipientsError
 from newsletter.inputs.addresses import address_key, check_address
+from newsletter.inputs.where import Where, matches_all
 
 MAX_COLUMNS = 200
 MAX_FIELD_BYTES = 64 * 1024
@@ -165,6 +166,7 @@ class RecipientList:
     path: Path
     encoding: str = "utf-8"
     delimiter: str | None = None
+    where: tuple[Where, ...] = ()  # `--where`: valid rows that fail one are left out, as if not listed
 
     def __iter__(self) -> Iterator[Row]:
         with self._open() as stream:
@@ -271,6 +273,13 @@ class RecipientList:
         # that quietly swallowed every line after it.
         reader = csv.reader(_chain(first, lines), delimiter=delimiter, strict=True)
         header = self._header(reader)
+        for condition in self.where:
+            if condition.column not in header:
+                raise RecipientsError(
+                    f"--where {condition}: no column {condition.column!r} (its columns: {', '.join(header)})",
+                    path=self.path,
+                    line=1,
+                )
         email_index = header.index("email")
         with SeenAddresses() as seen:
             previous_end = reader.line_num
@@ -290,7 +299,10 @@ class RecipientList:
                     reason = f"a quoted field holds what look like rows{_swallowed(line, previous_end)}"
                     yield InvalidRow(line, None, reason)
                     continue
-                yield self._row(line, cells, header, email_index, seen)
+                row = self._row(line, cells, header, email_index, seen)
+                if self.where and isinstance(row, Recipient) and not matches_all(self.where, row.fields):
+                    continue
+                yield row
 
     def _header(self, reader: Iterator[list[str]]) -> list[str]:
         try:

@@ -136,6 +136,19 @@ class Renderer:
         )
         self._subject = self._load(lambda: text_env.from_string(campaign.subject))
         self.inliner = SkeletonInliner(self._render_html)
+        # One renderer per language variant, each with its own templates and skeleton cache:
+        # a variant's layout differs from the default's, so their inlined shapes never mix.
+        self._variants = {
+            lang: Renderer(variant, links=self.links, private=private, list_name=list_name)
+            for lang, variant in campaign.variants.items()
+        }
+
+    def for_fields(self, fields: Mapping[str, str]) -> Renderer:
+        """The renderer of the variant this recipient reads (the default one without variants)."""
+        if not self._variants:
+            return self
+        variant = self.campaign.variant_for(fields)
+        return self._variants.get(variant.lang or "", self)
 
     @property
     def has_text_template(self) -> bool:
@@ -182,6 +195,9 @@ class Renderer:
         The check's scan of the first rows calls this alone: every undefined field
         shows here, at a fraction of a full render's cost.
         """
+        variant = self.for_fields(recipient.fields)
+        if variant is not self:
+            return variant.render_templates(recipient)
         return self._outputs(recipient.fields, self.links.url_for(recipient.email))
 
     def _outputs(self, fields: Mapping[str, str], url: str | None) -> tuple[str, str, str | None]:
@@ -192,6 +208,9 @@ class Renderer:
 
     def render(self, recipient: Recipient) -> Rendered:
         """Subject, inlined HTML and text for `recipient`; a TemplateError names file and line."""
+        variant = self.for_fields(recipient.fields)
+        if variant is not self:
+            return variant.render(recipient)
         url = self.links.url_for(recipient.email)
         try:
             subject, html, text = self._outputs(recipient.fields, url)
